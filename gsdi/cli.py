@@ -1,0 +1,69 @@
+"""The `gsdi` command. The only place that turns GsdiError into a one-line message and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gsdi.errors import GsdiError
+
+app = typer.Typer(
+    help="gsdi: text to 3D Gaussian splats with SDI guidance (Score Distillation via Reparametrized DDIM).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Text to 3D Gaussian splats. Run `gsdi generate --help` to start."""
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help='What to make, e.g. "a castle".'),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/<prompt>). Gets scene.ply, config.json, preview.png, metrics.json."),
+    guidance: str = typer.Option("sdi", help="sdi (DDIM-inverted noise, sharp) or sds (random noise, the classic baseline)."),
+    prior: Optional[str] = typer.Option(None, help="Diffusion prior: a Stable Diffusion hub id or local diffusers folder (default: stabilityai/stable-diffusion-2-1-base)."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: from the preset)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed and settings give the same result."),
+    device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
+    preset: str = typer.Option("default", help="preview (fast, rough) or default."),
+    negative: str = typer.Option("", help="Negative prompt for classifier-free guidance."),
+    renderer: str = typer.Option("auto", help="auto (gsplat on CUDA, built-in torch renderer elsewhere), gsplat or torch."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an earlier generation in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Generate a 3D Gaussian splat scene from a text prompt."""
+    from gsdi.generate import generate as run_generate
+
+    overrides = {"steps": steps, "seed": seed, "device": device, "negative_prompt": negative,
+                 "guidance.method": guidance, "render.backend": renderer, "prior": prior}
+    result = run_generate(prompt, out=out, preset=preset, force=force, progress=not quiet, **overrides)
+    typer.echo(f"wrote {result.ply} ({result.num_gaussians} Gaussians, {result.ms_per_step:.0f} ms/step) "
+               f"and {result.preview}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user mistakes print one line and exit 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except GsdiError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:  # click's own usage errors
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            sys.exit(1)
+        raise

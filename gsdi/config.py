@@ -1,0 +1,218 @@
+"""Every knob of a generation, as typed dataclasses with defaults, plus named presets.
+
+One `GenerateConfig` describes a run completely; it is written whole to `config.json` next to the
+outputs and can be read back with `GenerateConfig.from_dict`. The CLI maps its flags onto it and the
+Python API takes it. Presets are partial overrides on top of the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gsdi.errors import GsdiError
+
+DEFAULT_PRIOR = "stabilityai/stable-diffusion-2-1-base"
+
+
+@dataclass
+class SceneConfig:
+    """Initial Gaussians: random points in a ball, small isotropic scales, grey, half transparent."""
+
+    num_points: int = 4096
+    init_radius: float = 0.5  # radius of the ball the centres are drawn in (world units)
+    init_scale: float = 0.02  # initial standard deviation of every Gaussian
+    init_opacity: float = 0.1
+    sh_degree: int = 0  # 0..3; the view-dependent SH bands are learned only when > 0
+
+
+@dataclass
+class OptimConfig:
+    """One Adam per parameter (gsplat's convention); the means' rate decays exponentially."""
+
+    means_lr: float = 1e-3
+    means_lr_final: float = 2e-5
+    scales_lr: float = 5e-3
+    quats_lr: float = 5e-3
+    opacities_lr: float = 5e-2
+    sh0_lr: float = 1e-2
+    shN_lr: float = 5e-4
+
+
+@dataclass
+class CameraConfig:
+    """Random training orbits around the origin and the fixed evaluation orbit (shared/method.md)."""
+
+    radius_range: tuple[float, float] = (1.5, 2.0)
+    fov_range: tuple[float, float] = (40.0, 70.0)  # vertical field of view, degrees
+    elevation_range: tuple[float, float] = (-10.0, 45.0)  # degrees, positive looks down
+    views_per_step: int = 1  # B: views rendered and guided together in one step
+    eval_radius: float = 2.0
+    eval_fov: float = 70.0
+    eval_elevation: float = 15.0
+    eval_views: int = 8  # views in preview.png (azimuths evenly spaced)
+    view_dependent_prompt: bool = True  # append ", front view" etc. to the prompt
+
+
+@dataclass
+class RenderConfig:
+    backend: Literal["auto", "gsplat", "torch"] = "auto"  # auto: gsplat on CUDA, ours elsewhere
+    max_resolution: int = 512  # renders at min(prior's image size, this), resized to the prior's
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+@dataclass
+class GuidanceConfig:
+    """Score distillation (shared/method.md). SDS and SDI differ only in how the noise is made."""
+
+    method: Literal["sdi", "sds"] = "sdi"
+    cfg_scale: float = 7.5  # standard (diffusers) CFG form: eps_u + s (eps_c - eps_u)
+    t_schedule: Literal["auto", "anneal", "random"] = "auto"  # auto: anneal for SDI, random for SDS
+    p_min: float = 0.25
+    p_max: float = 0.98
+    inversion_steps: int = 10  # K: grid points of the DDIM inversion
+    inversion_cfg_scale: float = -7.5
+    inversion_eta: float = 0.3
+    official_timestep_mix: bool = False  # feed the UNet t instead of t' (as the official code)
+
+
+@dataclass
+class DensifyConfig:
+    """gsplat's DefaultStrategy with thresholds for an object of radius ~0.5, plus a cap."""
+
+    enabled: bool = True
+    grow_grad2d: float = 0.0002
+    grow_scale3d: float = 0.01  # relative to the scene scale (init_radius)
+    prune_opa: float = 0.005
+    prune_scale3d: float = 0.1
+    refine_start_iter: int = 100
+    refine_stop_iter_fraction: float = 0.7  # stop densifying after this fraction of the steps
+    refine_every: int = 100
+    reset_every: int = 500  # opacity reset; done by us (gsplat 1.5.3's never fires)
+    max_gaussians: int = 100_000
+
+
+@dataclass
+class GenerateConfig:
+    prompt: str = ""
+    negative_prompt: str = ""
+    prior: str = DEFAULT_PRIOR  # hub id or local folder of a diffusers Stable Diffusion model
+    preset: str = "default"
+    steps: int = 1500
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    log_every: int = 10  # read losses back from the device only every N steps
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GenerateConfig":
+        return _from_dict(cls, data)
+
+
+# Presets are overrides in the dotted form `make_config` takes. Values are provisional until the
+# GPU speed work measures the trade-offs (see README).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "preview": {
+        "steps": 400,
+        "scene.num_points": 2048,
+        "guidance.inversion_steps": 5,
+        "render.max_resolution": 256,
+        "densify.max_gaussians": 20_000,
+    },
+}
+
+
+def make_config(prompt: str, preset: str = "default", **overrides: Any) -> GenerateConfig:
+    """Defaults, then the preset, then `overrides` (keys `steps` or dotted `guidance.method`).
+
+    Raises GsdiError with a one-line message on an unknown preset/key or an invalid value.
+    """
+    if preset not in PRESETS:
+        raise GsdiError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    config = GenerateConfig(prompt=prompt, preset=preset)
+    for key, value in {**PRESETS[preset], **overrides}.items():
+        if value is not None:
+            _set(config, key.replace("__", "."), value)
+    validate(config)
+    return config
+
+
+def validate(config: GenerateConfig) -> None:
+    """Check values a user can get wrong; raise GsdiError naming the option."""
+    if not config.prompt.strip():
+        raise GsdiError("the prompt is empty; say what to generate, e.g. gsdi generate \"a castle\"")
+    checks = [
+        (config.steps >= 1, f"--steps must be at least 1 (got {config.steps})"),
+        (config.seed >= 0, f"--seed must be non-negative (got {config.seed})"),
+        (config.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda (got {config.device!r})"),
+        (config.guidance.method in ("sdi", "sds"), f"--guidance must be sdi or sds (got {config.guidance.method!r})"),
+        (config.guidance.t_schedule in ("auto", "anneal", "random"), "t_schedule must be auto, anneal or random"),
+        (config.render.backend in ("auto", "gsplat", "torch"), f"--renderer must be auto, gsplat or torch (got {config.render.backend!r})"),
+        (0 <= config.scene.sh_degree <= 3, "sh_degree must be in 0..3"),
+        (config.scene.num_points >= 1, "scene.num_points must be at least 1"),
+        (config.camera.views_per_step >= 1, "camera.views_per_step must be at least 1"),
+        (1 <= config.guidance.inversion_steps <= 1000, "guidance.inversion_steps must be in 1..1000"),
+        (0.0 <= config.guidance.p_min <= config.guidance.p_max <= 1.0, "need 0 <= p_min <= p_max <= 1"),
+        (config.render.max_resolution >= 16, "render.max_resolution must be at least 16"),
+        (config.densify.max_gaussians >= config.scene.num_points, "densify.max_gaussians must be >= scene.num_points"),
+        (config.log_every >= 1, "log_every must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise GsdiError(message)
+
+
+def _set(config: GenerateConfig, key: str, value: Any) -> None:
+    *path, name = key.split(".")
+    target: Any = config
+    for part in path:
+        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+            raise GsdiError(f"unknown config key {key!r}")
+        target = getattr(target, part)
+    if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+        raise GsdiError(f"unknown config key {key!r}")
+    current = getattr(target, name)
+    if dataclasses.is_dataclass(current):
+        raise GsdiError(f"config key {key!r} names a section; set one of its fields")
+    setattr(target, name, _coerce(current, value, key))
+
+
+def _coerce(current: Any, value: Any, key: str) -> Any:
+    """Give `value` the type of the default it replaces (JSON and the CLI hand over lists/strings)."""
+    try:
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(current, tuple):
+            return tuple(type(c)(v) for c, v in zip(current, value, strict=True))
+        return type(current)(value)
+    except (TypeError, ValueError):
+        raise GsdiError(f"bad value for {key}: {value!r}") from None
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            value = _from_dict(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)

@@ -1,0 +1,52 @@
+"""Densify and prune with gsplat's DefaultStrategy (pure torch, so it runs on CPU too), plus a cap.
+
+gsplat 1.5.3's own opacity reset never fires (`step % n == 0 & step > 0` parses as a chained
+comparison), so we call `reset_opa` ourselves on the configured schedule.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gsdi.config import DensifyConfig
+from gsdi.render import PACKED
+
+
+class Densifier:
+    def __init__(self, config: DensifyConfig, total_steps: int, scene_scale: float,
+                 params: torch.nn.ParameterDict, optimizers: dict[str, torch.optim.Optimizer]):
+        from gsplat.strategy import DefaultStrategy
+
+        self.config = config
+        self.refine_stop = int(config.refine_stop_iter_fraction * total_steps)
+        self.strategy = DefaultStrategy(
+            prune_opa=config.prune_opa,
+            grow_grad2d=config.grow_grad2d,
+            grow_scale3d=config.grow_scale3d,
+            prune_scale3d=config.prune_scale3d,
+            refine_start_iter=config.refine_start_iter,
+            refine_stop_iter=self.refine_stop,
+            refine_every=config.refine_every,
+            reset_every=config.reset_every,
+        )
+        self.strategy.check_sanity(params, optimizers)
+        self.state = self.strategy.initialize_state(scene_scale=scene_scale)
+
+    def pre_backward(self, params, optimizers, step: int, meta: dict) -> None:
+        if self.config.enabled:
+            self.strategy.step_pre_backward(params, optimizers, self.state, step, meta)
+
+    def post_backward(self, params, optimizers, step: int, meta: dict) -> None:
+        if not self.config.enabled:
+            return
+        from gsplat.strategy.ops import remove, reset_opa
+
+        self.strategy.step_post_backward(params, optimizers, self.state, step, meta, packed=PACKED)
+        if 0 < step < self.refine_stop and step % self.config.reset_every == 0:
+            reset_opa(params=params, optimizers=optimizers, state=self.state, value=self.config.prune_opa * 2.0)
+        excess = params["means"].shape[0] - self.config.max_gaussians
+        if excess > 0:  # keep the most opaque max_gaussians
+            weakest = torch.topk(params["opacities"].detach(), excess, largest=False).indices
+            mask = torch.zeros(params["means"].shape[0], dtype=torch.bool, device=params["means"].device)
+            mask[weakest] = True
+            remove(params=params, optimizers=optimizers, state=self.state, mask=mask)

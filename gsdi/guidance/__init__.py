@@ -1,0 +1,71 @@
+"""Score distillation, SDS and SDI behind one function (shared/method.md, steps 1-4).
+
+The two methods share everything but how the noise kappa (and its timestep t') is produced:
+`sds.sds_noise` draws it, `sdi.sdi_noise` gets it by DDIM inversion of the render. The prediction,
+target and loss below are common, which is the paper's point and keeps the comparison fair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from gsdi.config import GuidanceConfig
+from gsdi.guidance.ddim import predict_x0, t_annealed, t_uniform
+from gsdi.guidance.rng import Rng
+from gsdi.guidance.sdi import sdi_noise
+from gsdi.guidance.sds import sds_noise
+from gsdi.priors import Prior, TextCond
+
+NoiseFn = Callable[[Prior, Tensor, int, TextCond, GuidanceConfig, Rng], "tuple[Tensor, int, Tensor]"]
+NOISE: dict[str, NoiseFn] = {"sds": sds_noise, "sdi": sdi_noise}
+
+__all__ = ["Rng", "GuidanceOutput", "guidance_loss", "timestep", "NOISE"]
+
+
+@dataclass
+class GuidanceOutput:
+    loss: Tensor  # scalar, differentiable in x0
+    t: int  # the scheduled timestep
+    t_noisy: int  # t' of the noisy sample (t for SDS)
+    kappa: Tensor  # [B, c, h, w] the noise the update is measured against
+    eps: Tensor  # [B, c, h, w] the CFG prediction at (x_t', t')
+
+
+def timestep(step: int, total: int, config: GuidanceConfig, num_train_timesteps: int, rng: Rng) -> int:
+    """t for this step: annealed (SDI's default) or uniform (SDS's default), per config.t_schedule."""
+    schedule = config.t_schedule
+    if schedule == "auto":
+        schedule = "anneal" if config.method == "sdi" else "random"
+    if schedule == "anneal":
+        return t_annealed(step, total, num_train_timesteps, config.p_min, config.p_max)
+    return t_uniform(num_train_timesteps, config.p_min, config.p_max, rng.host)
+
+
+def guidance_loss(
+    prior: Prior,
+    x0: Tensor,  # [B, c, h, w] the render in the prior's model space, with gradient
+    text: TextCond,
+    t: int,
+    config: GuidanceConfig,
+    rng: Rng,
+    kappa_fn: NoiseFn | None = None,
+) -> GuidanceOutput:
+    """loss = 0.5 mean((x0 - target)^2) / B with target the one-step DDIM prediction from (x_t', t').
+
+    Its gradient in x0 is proportional to sqrt((1 - abar)/abar) (eps_hat - kappa): the SDS update with
+    weight sigma/alpha. `kappa_fn` overrides the method's noise (tests pass a fixed kappa).
+    """
+    B = x0.shape[0]
+    assert x0.dim() == 4 and text.cond.shape[0] == B, (x0.shape, text.cond.shape)
+    noise_fn = kappa_fn or NOISE[config.method]
+    with torch.no_grad():
+        x_t, t_noisy, kappa = noise_fn(prior, x0.detach(), t, text, config, rng)
+        t_model = t if config.official_timestep_mix else t_noisy
+        eps = prior.predict_noise(x_t, t_model, text, config.cfg_scale)
+        target = predict_x0(x_t, eps, prior.alphas_cumprod[t_model])
+    loss = 0.5 * torch.mean((x0 - target) ** 2) / B
+    return GuidanceOutput(loss=loss, t=t, t_noisy=t_noisy, kappa=kappa, eps=eps)

@@ -1,0 +1,103 @@
+"""Closed-form DDIM: stateless functions over a prior's `alphas_cumprod` (abar).
+
+Timesteps are integers in [0, T). `CLEAN` (-1) stands for the virtual clean start with abar = 1 that
+the SDI inversion begins from (the UNet is asked at timestep 0 there). `eps_fn(x, t)` is any noise
+predictor taking a batch [B, ...] and an integer timestep.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+CLEAN = -1  # virtual timestep of the clean image: abar = 1
+
+EpsFn = Callable[[Tensor, int], Tensor]
+
+
+def abar_at(alphas_cumprod: Tensor, t: int) -> Tensor:
+    """abar[t] as a 0-d float64-safe tensor; 1 for the virtual clean start."""
+    if t == CLEAN:
+        return torch.ones((), dtype=alphas_cumprod.dtype, device=alphas_cumprod.device)
+    return alphas_cumprod[t]
+
+
+def add_noise(x0: Tensor, noise: Tensor, abar: Tensor) -> Tensor:
+    """x_t = sqrt(abar) x0 + sqrt(1 - abar) noise."""
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+
+def predict_x0(x_t: Tensor, eps: Tensor, abar: Tensor) -> Tensor:
+    """The clean image DDIM predicts from x_t and its noise: (x_t - sqrt(1 - abar) eps) / sqrt(abar)."""
+    return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+
+
+def noise_of(x_t: Tensor, x0: Tensor, abar: Tensor) -> Tensor:
+    """The noise kappa with x_t = sqrt(abar) x0 + sqrt(1 - abar) kappa."""
+    return (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+
+def inversion_sigma(abar_a: Tensor, abar_b: Tensor) -> Tensor:
+    """sigma(a, b) of a stochastic inversion step from a to a noisier b (shared/method.md)."""
+    return ((1 - abar_a) / (1 - abar_b) * (1 - abar_b / abar_a)).clamp_min(0).sqrt()
+
+
+def ddim_step(
+    x_a: Tensor, eps: Tensor, abar_a: Tensor, abar_b: Tensor, eta: float = 0.0, noise: Tensor | None = None
+) -> Tensor:
+    """One DDIM step from timestep a to b (either direction) with the noise `eps` predicted at a.
+
+    With eta > 0 (inversion), adds eta * sigma(a, b) * noise.
+    """
+    x_b = add_noise(predict_x0(x_a, eps, abar_a), eps, abar_b)
+    if eta > 0:
+        assert noise is not None and noise.shape == x_a.shape, "a stochastic step needs noise shaped like x"
+        x_b = x_b + eta * inversion_sigma(abar_a, abar_b) * noise
+    return x_b
+
+
+def inversion_grid(t: int, num_train_timesteps: int, num_steps: int, steps_offset: int = 0) -> list[int]:
+    """The 'leading' grid j * (T // K) + steps_offset, j < K, keeping the points below t."""
+    stride = num_train_timesteps // num_steps
+    return [g for g in (j * stride + steps_offset for j in range(num_steps)) if g < t]
+
+
+def ddim_invert(
+    eps_fn: EpsFn,
+    x: Tensor,
+    alphas_cumprod: Tensor,
+    timesteps: Sequence[int],
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Carry x from timesteps[0] (CLEAN allowed) up through increasing timesteps; returns x at the last."""
+    assert all(a < b for a, b in zip(timesteps, timesteps[1:])), f"timesteps must increase: {timesteps}"
+    for a, b in zip(timesteps, timesteps[1:]):
+        eps = eps_fn(x, max(a, 0))
+        noise = None
+        if eta > 0:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = ddim_step(x, eps, abar_at(alphas_cumprod, a), abar_at(alphas_cumprod, b), eta, noise)
+    return x
+
+
+def ddim_sample(eps_fn: EpsFn, x: Tensor, alphas_cumprod: Tensor, timesteps: Sequence[int]) -> Tensor:
+    """Deterministic DDIM sampling from timesteps[0] down through decreasing timesteps (CLEAN allowed last)."""
+    assert all(a > b for a, b in zip(timesteps, timesteps[1:])), f"timesteps must decrease: {timesteps}"
+    for a, b in zip(timesteps, timesteps[1:]):
+        x = ddim_step(x, eps_fn(x, a), abar_at(alphas_cumprod, a), abar_at(alphas_cumprod, b))
+    return x
+
+
+def t_annealed(step: int, total: int, num_train_timesteps: int, p_min: float, p_max: float) -> int:
+    """SDI's schedule: p falls linearly from p_max to p_min over the run; t = int(T p)."""
+    p = p_max - (p_max - p_min) * step / max(total, 1)
+    return min(int(num_train_timesteps * p), num_train_timesteps - 1)
+
+
+def t_uniform(num_train_timesteps: int, p_min: float, p_max: float, generator: torch.Generator) -> int:
+    """SDS's schedule: t ~ U{int(T p_min) .. int(T p_max)}."""
+    lo, hi = int(num_train_timesteps * p_min), int(num_train_timesteps * p_max)
+    return min(int(torch.randint(lo, hi + 1, (1,), generator=generator)), num_train_timesteps - 1)

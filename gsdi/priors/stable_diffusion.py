@@ -1,0 +1,204 @@
+"""Stable Diffusion as a gsdi prior, loaded with diffusers (hub id or local folder, safetensors only).
+
+Only the parts score distillation needs are loaded: UNet, VAE, CLIP text encoder and tokenizer, and
+the scheduler's noise schedule (no safety checker, no pipeline). Weights are fp16 on CUDA, fp32 on CPU.
+
+`build_random_model` writes a folder in the same layout with random weights (tiny, or shaped like
+SD 2.1 base) from configs, so loading, guidance and speed can be tested where no weights can be
+downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from gsdi.errors import GsdiError
+from gsdi.priors import TextCond
+
+LAYOUT = "a diffusers folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/"
+
+
+class StableDiffusionPrior:
+    """Latent-space prior: encode = VAE encoder (512^2 RGB -> 4x64^2 latents for SD 2.1 base)."""
+
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, device: torch.device):
+        from diffusers import DDIMScheduler
+
+        self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
+        for module in (unet, vae, text_encoder):
+            module.requires_grad_(False).eval()
+        scheduler = DDIMScheduler.from_config(scheduler_config)
+        self.device = device
+        self.dtype = unet.dtype
+        self.alphas_cumprod = scheduler.alphas_cumprod.float().to(device)
+        self.steps_offset = int(scheduler.config.get("steps_offset", 0))
+        self.prediction_type = scheduler.config.get("prediction_type", "epsilon")
+        self.scaling_factor = float(vae.config.scaling_factor)
+        vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.image_size = int(unet.config.sample_size) * vae_scale
+        self._embeddings: dict[str, Tensor] = {}
+
+    @classmethod
+    def load(cls, name: str, device: torch.device) -> "StableDiffusionPrior":
+        """Load from a hub id (e.g. stabilityai/stable-diffusion-2-1-base) or a local folder."""
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        _quiet()
+        folder = Path(name).expanduser()
+        looks_local = folder.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
+        if looks_local and not folder.is_dir():
+            raise GsdiError(f"prior folder {name!r} does not exist; give a hub id or {LAYOUT}")
+        source = str(folder) if looks_local else name
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        try:
+            unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, use_safetensors=True)
+            vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, use_safetensors=True)
+            text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", use_safetensors=True)
+            tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
+            scheduler_config = _read_scheduler_config(source)
+        except (OSError, ValueError, KeyError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            where = "this folder" if looks_local else "the hub (no network here?); download it elsewhere and pass --prior FOLDER"
+            raise GsdiError(f"could not load Stable Diffusion weights from {name!r} ({reason[:200]}); "
+                            f"check {where}: it must be {LAYOUT}, with .safetensors weights") from None
+        return cls(unet.to(device), vae.to(device), text_encoder.to(device, dtype), tokenizer, scheduler_config, device)
+
+    def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        B = images.shape[0]
+        assert images.shape == (B, 3, self.image_size, self.image_size), images.shape
+        posterior = self.vae.encode((images * 2 - 1).to(self.dtype)).latent_dist
+        return posterior.sample(generator=generator).float() * self.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        images = self.vae.decode((latents / self.scaling_factor).to(self.dtype)).sample.float()
+        return ((images + 1) / 2).clamp(0, 1)
+
+    @torch.no_grad()
+    def text_embeddings(self, prompts: list[str]) -> Tensor:
+        missing = sorted({p for p in prompts if p not in self._embeddings})
+        if missing:
+            tokens = self.tokenizer(missing, padding="max_length", max_length=self.tokenizer.model_max_length,
+                                    truncation=True, return_tensors="pt")
+            hidden = self.text_encoder(tokens.input_ids.to(self.device))[0]
+            self._embeddings.update(zip(missing, hidden))
+        return torch.stack([self._embeddings[p] for p in prompts])
+
+    @torch.no_grad()
+    def predict_noise(self, x_t: Tensor, t: int, text: TextCond, scale: float) -> Tensor:
+        B = x_t.shape[0]
+        assert text.cond.shape[0] == B and text.uncond.shape[0] == B, (x_t.shape, text.cond.shape)
+        x = torch.cat([x_t, x_t]).to(self.dtype)
+        timesteps = torch.full((2 * B,), t, device=self.device, dtype=torch.long)
+        out = self.unet(x, timesteps, encoder_hidden_states=torch.cat([text.uncond, text.cond])).sample.float()
+        if self.prediction_type == "v_prediction":  # eps = sqrt(abar) v + sqrt(1 - abar) x
+            abar = self.alphas_cumprod[t]
+            out = abar.sqrt() * out + (1 - abar).sqrt() * torch.cat([x_t, x_t])
+        eps_u, eps_c = out.chunk(2)
+        return eps_u + scale * (eps_c - eps_u)
+
+
+def _quiet() -> None:
+    """diffusers/transformers progress bars and advice would bury gsdi's own progress display."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _read_scheduler_config(source: str) -> dict:
+    from diffusers import DDIMScheduler
+
+    return dict(DDIMScheduler.load_config(source, subfolder="scheduler"))
+
+
+# --- random-weight models for tests and benchmarks -------------------------------------------------
+
+SD21_BASE_SCHEDULER = {
+    "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+    "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1, "prediction_type": "epsilon",
+}
+
+SHAPES = {
+    # diffusers' own dummy configs from its Stable Diffusion pipeline tests.
+    "tiny": {
+        "unet": dict(block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+                     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, norm_num_groups=2),
+        "vae": dict(block_out_channels=[4, 8], in_channels=3, out_channels=3,
+                    down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+                    up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, norm_num_groups=2),
+        "text": dict(hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05, num_attention_heads=4,
+                     num_hidden_layers=5, max_position_embeddings=77),
+    },
+    # The shapes of stabilityai/stable-diffusion-2-1-base (865M UNet, OpenCLIP ViT-H text encoder).
+    "sd2.1-base": {
+        "unet": dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+                     block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
+                     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                     cross_attention_dim=1024, use_linear_projection=True),
+        "vae": dict(block_out_channels=[128, 256, 512, 512], in_channels=3, out_channels=3, layers_per_block=2,
+                    down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+                    latent_channels=4, sample_size=512, scaling_factor=0.18215),
+        "text": dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=23,
+                     hidden_act="gelu", projection_dim=512, max_position_embeddings=77),
+    },
+}
+
+
+def build_random_model(folder: str | Path, shape: str = "tiny", seed: int = 0, device: str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> Path:
+    """Write a Stable-Diffusion-layout folder with random weights (safetensors) from configs; no download.
+
+    The tokenizer is a character-level CLIP BPE vocabulary (no merges) made on the spot.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    _quiet()
+    if shape not in SHAPES:
+        raise GsdiError(f"unknown model shape {shape!r}; choose one of: {', '.join(SHAPES)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = _char_tokenizer(folder / "tokenizer")
+    spec = SHAPES[shape]
+    torch.manual_seed(seed)
+    with torch.device(device):
+        unet = UNet2DConditionModel(**spec["unet"])
+        vae = AutoencoderKL(**spec["vae"])
+        text_config = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                     **spec["text"])
+        text_encoder = CLIPTextModel(text_config)
+    for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
+        module.to(dtype).save_pretrained(folder / name, safe_serialization=True)
+    DDIMScheduler(**SD21_BASE_SCHEDULER).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline", "gsdi_random_shape": shape}))
+    return folder
+
+
+def _char_tokenizer(folder: Path):
+    """A CLIP tokenizer over single characters (byte-level BPE with no merges), saved in `folder`."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # GPT-2/CLIP's byte-to-unicode table: printable bytes map to themselves, the rest above 255.
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    chars = [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
+    vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars])}
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
