@@ -7,20 +7,11 @@ are used, so `import gsdi` and `gsdi --help` work without CUDA or model weights.
     >>> result = gsdi.generate("a castle", out="castle", preset="preview")  # doctest: +SKIP
 """
 
-from gsdi.errors import GsdiError
-
 __version__ = "0.1.0"
+
+# These modules import torch and friends only inside their functions.
+from gsdi.config import GenerateConfig, make_config  # noqa: E402
+from gsdi.errors import GsdiError  # noqa: E402
+from gsdi.generate import generate  # noqa: E402  (binds the function over the submodule's name)
+
 __all__ = ["GsdiError", "generate", "GenerateConfig", "make_config", "__version__"]
-
-
-def __getattr__(name: str):
-    # Lazy: these pull in torch, which `import gsdi` must not need.
-    if name == "generate":
-        from gsdi.generate import generate
-
-        return generate
-    if name in ("GenerateConfig", "make_config"):
-        from gsdi import config
-
-        return getattr(config, name)
-    raise AttributeError(f"module 'gsdi' has no attribute {name!r}")

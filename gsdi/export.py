@@ -44,11 +44,11 @@ def write_ply(path: str | Path, params: dict[str, Tensor]) -> None:
 
 def read_ply(path: str | Path) -> dict[str, Tensor]:
     """Read a 3DGS .ply back into raw parameters (means, scales, quats, opacities, sh0, shN)."""
-    from plyfile import PlyData
+    from plyfile import PlyData, PlyParseError
 
     try:
         vertex = PlyData.read(str(path))["vertex"]
-    except (OSError, ValueError, KeyError, IndexError) as error:
+    except (OSError, ValueError, KeyError, IndexError, PlyParseError) as error:
         raise GsdiError(f"cannot read {path} as a Gaussian splat .ply: {error}") from None
     names = set(vertex.data.dtype.names or ())
     required = {"x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", *(f"scale_{i}" for i in range(3)),

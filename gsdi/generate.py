@@ -11,14 +11,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from gsdi import __version__
 from gsdi.config import GenerateConfig, make_config
 from gsdi.errors import GsdiError
+
+if TYPE_CHECKING:
+    import torch
 
 OUTPUT_FILES = ("scene.ply", "config.json", "preview.png", "metrics.json")
 
@@ -64,6 +64,8 @@ def generate(
 
 
 def run(config: GenerateConfig, out: Path, progress: bool = True) -> GenerateResult:
+    import torch
+
     from gsdi.cameras import eval_orbits, sample_orbits
     from gsdi.densify import Densifier
     from gsdi.export import image_grid, write_ply, write_png
@@ -126,15 +128,19 @@ def run(config: GenerateConfig, out: Path, progress: bool = True) -> GenerateRes
     return result
 
 
-def to_prior_input(rgb: torch.Tensor, size: int) -> torch.Tensor:
+def to_prior_input(rgb: "torch.Tensor", size: int) -> "torch.Tensor":
     """Renders [B, H, W, 3] -> [B, 3, size, size] (bilinear resize when H != size)."""
+    import torch.nn.functional as F
+
     images = rgb.permute(0, 3, 1, 2)
     if images.shape[-1] != size or images.shape[-2] != size:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     return images
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> "torch.device":
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -1,0 +1,104 @@
+"""The command as users run it: end to end on CPU with a tiny prior, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gsdi.cli import main
+from gsdi.config import GenerateConfig
+from gsdi.export import read_ply
+
+
+def run_main(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_generate_end_to_end_in_a_subprocess(tmp_path, tiny_sd):
+    out = tmp_path / "castle"
+    proc = subprocess.run(
+        ["gsdi", "generate", "a castle", "--prior", str(tiny_sd), "--steps", "6", "--preset", "preview",
+         "--out", str(out), "--seed", "3", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout
+    params = read_ply(out / "scene.ply")
+    config = GenerateConfig.from_dict(json.loads((out / "config.json").read_text()))
+    assert config.prompt == "a castle" and config.steps == 6 and config.seed == 3 and config.preset == "preview"
+    assert params["means"].shape[0] == config.scene.num_points
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["renderer"] == "torch" and metrics["steps"] == 6 and metrics["history"][-1]["step"] == 6
+    from PIL import Image
+
+    assert Image.open(out / "preview.png").size == (4 * 64, 2 * 64)
+
+
+def test_python_api_is_deterministic_and_methods_differ(tmp_path, tiny_sd):
+    import gsdi
+
+    common = dict(prior=str(tiny_sd), steps=4, preset="preview", progress=False, device="cpu")
+    a = gsdi.generate("a red car", out=tmp_path / "a", **common)
+    b = gsdi.generate("a red car", out=tmp_path / "b", **common)
+    c = gsdi.generate("a red car", out=tmp_path / "c", **common, **{"guidance.method": "sds"})
+    pa, pb, pc = (read_ply(r.ply) for r in (a, b, c))
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert not torch.equal(pa["means"], pc["means"])
+    assert a.history and a.history[-1]["step"] == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["generate", ""], "prompt is empty"),
+    (["generate", "   "], "prompt is empty"),
+    (["generate", "a castle", "--preset", "ultra"], "unknown preset 'ultra'"),
+    (["generate", "a castle", "--steps", "0"], "--steps must be at least 1"),
+    (["generate", "a castle", "--guidance", "magic"], "--guidance must be sdi or sds"),
+    (["generate", "a castle", "--device", "cuda", "--renderer", "torch"], None),  # cuda only errors without a GPU
+    (["generate", "a castle", "--renderer", "gsplat", "--device", "cpu"], "gsplat renderer needs a CUDA device"),
+    (["generate", "a castle", "--prior", "/no/such/folder"], "does not exist"),
+])
+def test_user_mistakes_exit_2_with_one_line(args, message, capsys, tmp_path, tiny_sd):
+    if message is None:
+        if torch.cuda.is_available():
+            return
+        message = "no CUDA GPU"
+    if "--prior" not in args:
+        args = [*args, "--prior", str(tiny_sd)]
+    code, out, err = run_main([*args, "--out", str(tmp_path / "o"), "-q"], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert "Traceback" not in err + out
+
+
+def test_unwritable_or_taken_out_folder(capsys, tmp_path, tiny_sd):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    code, _, err = run_main(["generate", "a castle", "--prior", str(tiny_sd), "--out", str(blocker / "sub"), "-q"], capsys)
+    assert code == 2 and "cannot write to --out" in err and blocker.read_text() == "keep me"
+    if os.geteuid() != 0:  # root ignores permission bits
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        code, _, err = run_main(["generate", "a castle", "--prior", str(tiny_sd), "--out", str(locked / "o"), "-q"], capsys)
+        assert code == 2 and "cannot write" in err
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "scene.ply").write_text("earlier work")
+    code, _, err = run_main(["generate", "a castle", "--prior", str(tiny_sd), "--out", str(taken), "-q"], capsys)
+    assert code == 2 and "--force" in err and (taken / "scene.ply").read_text() == "earlier work"
+
+
+def test_help_and_import_are_cheap():
+    code = ("import sys, gsdi, gsdi.cli; heavy = {'torch', 'diffusers', 'transformers', 'gsplat'} & set(sys.modules);"
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    proc = subprocess.run(["gsdi", "generate", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--guidance" in proc.stdout and "--preset" in proc.stdout

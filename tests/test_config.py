@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gsdi.config import PRESETS, GenerateConfig, make_config
+from gsdi.errors import GsdiError
+
+
+def test_presets_and_overrides():
+    config = make_config("a castle", "preview", steps=12, **{"guidance.method": "sds"})
+    assert config.steps == 12 and config.guidance.method == "sds"
+    assert config.guidance.inversion_steps == PRESETS["preview"]["guidance.inversion_steps"]
+    assert make_config("a castle").steps == GenerateConfig().steps
+
+
+def test_json_round_trip():
+    config = make_config("a castle", "preview", seed=3, **{"camera.radius_range": [1.0, 2.5]})
+    back = GenerateConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert back == config and back.camera.radius_range == (1.0, 2.5)
+
+
+@pytest.mark.parametrize("prompt, preset, overrides, message", [
+    ("   ", "default", {}, "prompt is empty"),
+    ("a castle", "fast", {}, "unknown preset"),
+    ("a castle", "default", {"steps": 0}, "--steps"),
+    ("a castle", "default", {"seed": -1}, "--seed"),
+    ("a castle", "default", {"guidance.method": "dds"}, "--guidance"),
+    ("a castle", "default", {"device": "tpu"}, "--device"),
+    ("a castle", "default", {"nonsense": 1}, "unknown config key"),
+    ("a castle", "default", {"steps": "many"}, "bad value"),
+])
+def test_bad_values_are_one_line_errors(prompt, preset, overrides, message):
+    with pytest.raises(GsdiError, match=message) as info:
+        make_config(prompt, preset, **overrides)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import torch
+
+from gsdi.cameras import sample_orbits
+from gsdi.config import DensifyConfig, OptimConfig, SceneConfig
+from gsdi.densify import Densifier
+from gsdi.render import render
+from gsdi.scene import init_params, make_optimizers
+
+
+def run(config: DensifyConfig, steps: int, num_points=300):
+    g = torch.Generator().manual_seed(0)
+    params = init_params(SceneConfig(num_points=num_points), g)
+    optimizers = make_optimizers(params, OptimConfig())
+    densifier = Densifier(config, steps, 0.5, params, optimizers)
+    target = torch.rand(1, 32, 32, 3, generator=g)
+    opacities = []
+    for step in range(steps):
+        out = render(params, sample_orbits(1, 32, 32, g), (1.0, 1.0, 1.0))
+        densifier.pre_backward(params, optimizers, step, out.meta)
+        ((out.rgb - target) ** 2).mean().backward()
+        for o in optimizers.values():
+            o.step()
+            o.zero_grad(set_to_none=True)
+        densifier.post_backward(params, optimizers, step, out.meta)
+        opacities.append(torch.sigmoid(params["opacities"]).max().item())
+    return params, opacities
+
+
+def test_grows_resets_opacity_and_respects_the_cap():
+    config = DensifyConfig(grow_grad2d=1e-8, refine_start_iter=0, refine_every=3, reset_every=5,
+                           refine_stop_iter_fraction=1.0, max_gaussians=450)
+    params, opacities = run(config, 8)
+    assert params["means"].shape[0] == 450  # grew past the cap and was cut back to it
+    assert opacities[5] <= 2 * config.prune_opa + 1e-6 < opacities[4]  # our opacity reset at step 5
+    assert all(len(params[k]) == 450 for k in params)
+
+
+def test_disabled_changes_nothing():
+    params, _ = run(DensifyConfig(enabled=False, grow_grad2d=1e-8, refine_start_iter=0, refine_every=2), 5)
+    assert params["means"].shape[0] == 300

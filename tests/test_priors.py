@@ -1,0 +1,87 @@
+"""The Stable Diffusion prior, loaded for real from a tiny random-weight folder (no download)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gsdi.errors import GsdiError
+from gsdi.priors import Prior, TextCond, text_cond
+from gsdi.priors.stable_diffusion import StableDiffusionPrior
+
+
+@pytest.fixture(scope="module")
+def prior(tiny_sd):
+    return StableDiffusionPrior.load(str(tiny_sd), torch.device("cpu"))
+
+
+def test_loads_as_a_prior_with_the_schedule(prior):
+    assert isinstance(prior, Prior)
+    assert prior.image_size == 64 and prior.steps_offset == 1
+    assert prior.alphas_cumprod.shape == (1000,) and prior.alphas_cumprod[0] > prior.alphas_cumprod[-1]
+    assert all(not p.requires_grad for p in prior.unet.parameters())
+
+
+def test_encode_is_differentiable_and_decode_shapes(prior):
+    images = torch.rand(2, 3, 64, 64, requires_grad=True)
+    latents = prior.encode(images, generator=torch.Generator().manual_seed(0))
+    assert latents.shape == (2, 4, 32, 32)
+    latents.sum().backward()
+    assert images.grad.abs().sum() > 0
+    assert prior.decode(latents.detach()).shape == (2, 3, 64, 64)
+
+
+def test_cfg_is_one_batched_call_with_the_standard_form(prior):
+    text = text_cond(prior, "a castle", "", ["front", "back"], 2)
+    x = torch.randn(2, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+    calls = []
+    handle = prior.unet.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    eps = prior.predict_noise(x, 500, text, 7.5)
+    handle.remove()
+    assert calls == [4]
+    t = torch.full((2,), 500)
+    eps_c = prior.unet(x, t, encoder_hidden_states=text.cond).sample
+    eps_u = prior.unet(x, t, encoder_hidden_states=text.uncond).sample
+    assert torch.allclose(eps, eps_u + 7.5 * (eps_c - eps_u), atol=1e-4)
+
+
+def test_text_embeddings_are_cached_per_prompt(prior):
+    calls = []
+    handle = prior.text_encoder.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    a = prior.text_embeddings(["a tree, front view", "a tree, side view", "a tree, front view"])
+    b = prior.text_embeddings(["a tree, side view"])
+    handle.remove()
+    assert calls == [2]  # two distinct prompts, encoded once
+    assert torch.equal(a[1], b[0]) and torch.equal(a[0], a[2]) and not torch.equal(a[0], a[1])
+
+
+def test_missing_or_broken_folders_are_clear_errors(tmp_path, tiny_sd):
+    with pytest.raises(GsdiError, match="does not exist"):
+        StableDiffusionPrior.load(str(tmp_path / "nope"), torch.device("cpu"))
+    with pytest.raises(GsdiError, match="could not load Stable Diffusion weights"):
+        StableDiffusionPrior.load(str(tmp_path), torch.device("cpu"))  # empty folder
+    # Pickled weights only: refused, safetensors only.
+    import shutil
+
+    broken = tmp_path / "pickled"
+    shutil.copytree(tiny_sd, broken)
+    unet = StableDiffusionPrior.load(str(tiny_sd), torch.device("cpu")).unet
+    (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    unet.save_pretrained(broken / "unet", safe_serialization=False)
+    with pytest.raises(GsdiError, match="safetensors"):
+        StableDiffusionPrior.load(str(broken), torch.device("cpu"))
+
+
+def test_view_prompts():
+    class Recorder:
+        def text_embeddings(self, prompts):
+            self.last = prompts
+            return torch.zeros(len(prompts), 1, 1)
+
+    r = Recorder()
+    cond = text_cond(r, "a castle", "blurry", ["front", "side"], 2)
+    assert isinstance(cond, TextCond)
+    assert r.last == ["blurry", "blurry"]
+    text_cond(r, "a castle", "", ["front", "side"], 2)
+    text_cond(r, "a castle", "", None, 2)
+    assert r.last == ["", ""]
