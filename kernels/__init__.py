@@ -39,7 +39,7 @@ def rasterization(
     backgrounds: Tensor | None = None,  # [C, D]
     render_mode: str = "RGB",
     rasterize_mode: str = "classic",
-    chunk_elements: int = 1 << 22,
+    chunk_elements: int = 1 << 20,
 ) -> tuple[Tensor, Tensor, dict]:
     """Render C views of N Gaussians: colors [C,H,W,D], alphas [C,H,W,1], meta (see module doc)."""
     N, C = means.shape[0], viewmats.shape[0]
