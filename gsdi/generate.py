@@ -20,7 +20,6 @@ from gsdi.errors import GsdiError
 if TYPE_CHECKING:
     import torch
 
-OUTPUT_FILES = ("scene.ply", "config.json", "preview.png", "metrics.json")
 
 
 @dataclass
@@ -31,7 +30,7 @@ class GenerateResult:
     seconds: float  # the optimisation loop alone (no loading, no export)
     ms_per_step: float
     peak_memory_mb: float | None  # CUDA only
-    history: list[dict[str, Any]] = field(default_factory=list)  # logged steps
+    history: list[dict[str, Any]] = field(default_factory=list)  # logged steps: t, t_noisy, loss, grad_x0 (|dloss/dx0|), gaussians
 
     @property
     def ply(self) -> Path:
@@ -76,9 +75,9 @@ def run(config: GenerateConfig, out: Path, progress: bool = True) -> GenerateRes
 
     device = resolve_device(config.device)
     backend = resolve_backend(config.render.backend, device)
-    write_json(out / "config.json", {"gsdi_version": __version__, **config.to_dict()})
     rng = Rng.seeded(config.seed, device)
     prior = load_prior(config.prior, device)
+    write_json(out / "config.json", {"gsdi_version": __version__, **config.to_dict()})
     size = min(prior.image_size, config.render.max_resolution)
     cam, gcfg, B = config.camera, config.guidance, config.camera.views_per_step
     T = prior.alphas_cumprod.shape[0]
@@ -101,6 +100,7 @@ def run(config: GenerateConfig, out: Path, progress: bool = True) -> GenerateRes
             text = text_cond(prior, config.prompt, config.negative_prompt, words, B)
             t = timestep(step, config.steps, gcfg, T, rng)
             guided = guidance_loss(prior, x0, text, t, gcfg, rng)
+            x0.retain_grad()
             guided.loss.backward()
             for optimizer in optimizers.values():
                 optimizer.step()
@@ -108,7 +108,8 @@ def run(config: GenerateConfig, out: Path, progress: bool = True) -> GenerateRes
             update_learning_rates(optimizers, step + 1, config.steps, config.optim)
             densifier.post_backward(params, optimizers, step, rendered.meta)
             if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-                record = {"step": step + 1, "t": guided.t, "loss": guided.loss.item(), "gaussians": params["means"].shape[0]}
+                record = {"step": step + 1, "t": guided.t, "t_noisy": guided.t_noisy, "loss": guided.loss.item(),
+                          "grad_x0": x0.grad.norm().item(), "gaussians": params["means"].shape[0]}
                 history.append(record)
                 bar.update(step + 1, record)
     seconds = time.perf_counter() - start
@@ -157,7 +158,7 @@ def prepare_output_dir(out: Path, force: bool = False) -> Path:
     """Create `out` and check it is writable; refuse to overwrite earlier outputs unless `force`."""
     if out.exists() and not out.is_dir():
         raise GsdiError(f"--out {out} exists and is not a folder")
-    if not force and out.is_dir() and any((out / name).exists() for name in OUTPUT_FILES):
+    if not force and (out / "scene.ply").exists():
         raise GsdiError(f"--out {out} already holds a generation; pass --force to overwrite it or choose another folder")
     try:
         out.mkdir(parents=True, exist_ok=True)

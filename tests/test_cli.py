@@ -102,3 +102,10 @@ def test_help_and_import_are_cheap():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     proc = subprocess.run(["gsdi", "generate", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--guidance" in proc.stdout and "--preset" in proc.stdout
+
+
+def test_a_failed_load_leaves_out_reusable(capsys, tmp_path):
+    out = tmp_path / "o"
+    code, _, err = run_main(["generate", "a castle", "--prior", str(tmp_path), "--out", str(out), "-q"], capsys)
+    assert code == 2 and "could not load Stable Diffusion weights" in err
+    assert list(out.iterdir()) == []  # nothing half-written that would block the next try
