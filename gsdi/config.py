@@ -80,10 +80,15 @@ class GuidanceConfig:
 
 @dataclass
 class DensifyConfig:
-    """gsplat's DefaultStrategy with thresholds for an object of radius ~0.5, plus a cap."""
+    """gsplat's DefaultStrategy with thresholds for an object of radius ~0.5, plus a cap.
+
+    The image-space gradient scale depends on the prior (latent size, loss normalisation), so instead
+    of a fixed `grow_grad2d` the Gaussians whose mean gradient is in the top (1 - grow_quantile)
+    are grown at each refinement.
+    """
 
     enabled: bool = True
-    grow_grad2d: float = 0.0002
+    grow_quantile: float = 0.8
     grow_scale3d: float = 0.01  # relative to the scene scale (init_radius)
     prune_opa: float = 0.005
     prune_scale3d: float = 0.1
@@ -166,6 +171,7 @@ def validate(config: GenerateConfig) -> None:
         (0.0 <= config.guidance.p_min <= config.guidance.p_max <= 1.0, "need 0 <= p_min <= p_max <= 1"),
         (config.render.max_resolution >= 16, "render.max_resolution must be at least 16"),
         (config.densify.max_gaussians >= config.scene.num_points, "densify.max_gaussians must be >= scene.num_points"),
+        (0.0 <= config.densify.grow_quantile <= 1.0, "densify.grow_quantile must be in [0, 1]"),
         (config.log_every >= 1, "log_every must be at least 1"),
     ]
     for ok, message in checks:

@@ -1,7 +1,9 @@
 """Densify and prune with gsplat's DefaultStrategy (pure torch, so it runs on CPU too), plus a cap.
 
-gsplat 1.5.3's own opacity reset never fires (`step % n == 0 & step > 0` parses as a chained
-comparison), so we call `reset_opa` ourselves on the configured schedule.
+Two changes around the strategy, not inside it: its gradient threshold is set before each
+refinement to a quantile of the accumulated image-space gradients (their scale depends on the
+prior), and since gsplat 1.5.3's own opacity reset never fires (`step % n == 0 & step > 0` parses as
+a chained comparison), we call `reset_opa` ourselves on the configured schedule.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ class Densifier:
         self.refine_stop = int(config.refine_stop_iter_fraction * total_steps)
         self.strategy = DefaultStrategy(
             prune_opa=config.prune_opa,
-            grow_grad2d=config.grow_grad2d,
             grow_scale3d=config.grow_scale3d,
             prune_scale3d=config.prune_scale3d,
             refine_start_iter=config.refine_start_iter,
@@ -41,6 +42,11 @@ class Densifier:
             return
         from gsplat.strategy.ops import remove, reset_opa
 
+        if self._refines(step) and self.state["count"] is not None:
+            seen = self.state["count"] > 0
+            if seen.any():
+                mean_grad = self.state["grad2d"][seen] / self.state["count"][seen]
+                self.strategy.grow_grad2d = float(torch.quantile(mean_grad, self.config.grow_quantile))
         self.strategy.step_post_backward(params, optimizers, self.state, step, meta, packed=PACKED)
         if 0 < step < self.refine_stop and step % self.config.reset_every == 0:
             reset_opa(params=params, optimizers=optimizers, state=self.state, value=self.config.prune_opa * 2.0)
@@ -50,3 +56,8 @@ class Densifier:
             mask = torch.zeros(params["means"].shape[0], dtype=torch.bool, device=params["means"].device)
             mask[weakest] = True
             remove(params=params, optimizers=optimizers, state=self.state, mask=mask)
+
+    def _refines(self, step: int) -> bool:
+        """Whether DefaultStrategy grows and prunes at this step (its own condition)."""
+        s = self.strategy
+        return s.refine_start_iter < step < s.refine_stop_iter and step % s.refine_every == 0

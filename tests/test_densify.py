@@ -29,7 +29,7 @@ def run(config: DensifyConfig, steps: int, num_points=300):
 
 
 def test_grows_resets_opacity_and_respects_the_cap():
-    config = DensifyConfig(grow_grad2d=1e-8, refine_start_iter=0, refine_every=3, reset_every=5,
+    config = DensifyConfig(grow_quantile=0.0, refine_start_iter=0, refine_every=3, reset_every=5,
                            refine_stop_iter_fraction=1.0, max_gaussians=450)
     params, opacities = run(config, 8)
     assert params["means"].shape[0] == 450  # grew past the cap and was cut back to it
@@ -38,5 +38,14 @@ def test_grows_resets_opacity_and_respects_the_cap():
 
 
 def test_disabled_changes_nothing():
-    params, _ = run(DensifyConfig(enabled=False, grow_grad2d=1e-8, refine_start_iter=0, refine_every=2), 5)
+    params, _ = run(DensifyConfig(enabled=False, grow_quantile=0.0, refine_start_iter=0, refine_every=2), 5)
     assert params["means"].shape[0] == 300
+
+
+def test_grows_the_top_quantile_of_gradients():
+    """Whatever the gradient scale, one refinement grows about (1 - grow_quantile) of the seen Gaussians."""
+    config = DensifyConfig(grow_quantile=0.8, refine_start_iter=0, refine_every=4, reset_every=1000,
+                           refine_stop_iter_fraction=1.0, prune_opa=0.0)
+    params, _ = run(config, 5, num_points=1000)
+    grown = params["means"].shape[0] - 1000
+    assert 100 <= grown <= 300, grown
