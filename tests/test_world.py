@@ -1,0 +1,99 @@
+"""The procedural world: determinism, exact silhouettes, fronts that differ from backs, the grammar."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gsdi.cameras import orbit_cameras
+from gsdi.errors import GsdiError
+from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, Prompt, describe, pad_objects, parse, render_objects, sample_object
+from gsdi.world.shapes import KIND_ID, PRIMITIVE_FIELDS, sdf
+
+
+def views(n, azimuth, elevation=15.0, size=64, distance=1.6, fov=45.0):
+    full = lambda v: torch.full((n,), float(v))  # noqa: E731
+    return orbit_cameras(full(azimuth), full(elevation), full(distance), full(fov), size, size)
+
+
+def test_instances_are_deterministic_per_seed_and_vary_across_seeds():
+    for category in CATEGORIES:
+        a, colour_a = sample_object(category, None, 7)
+        b, colour_b = sample_object(category, None, 7)
+        assert torch.equal(a, b) and colour_a == colour_b
+        c, _ = sample_object(category, "red", 8)
+        assert not (a.shape == c.shape and torch.equal(a, c))
+    prims = pad_objects([sample_object("castle", "blue", 1)[0]] * 2)
+    r1, _ = render_objects(prims, views(2, 30.0))
+    r2, _ = render_objects(prims, views(2, 30.0))
+    assert torch.equal(r1, r2)
+
+
+def test_sphere_silhouette_matches_its_analytic_projection():
+    radius, distance, fov, size = 0.4, 2.0, 50.0, 96
+    row = torch.zeros(1, 1, PRIMITIVE_FIELDS)
+    row[0, 0, 0] = KIND_ID["sphere"]
+    row[0, 0, 4:13] = torch.eye(3).flatten()
+    row[0, 0, 13] = radius
+    row[0, 0, 17:20] = 0.5
+    cams = orbit_cameras(torch.tensor([20.0]), torch.tensor([30.0]), torch.tensor([distance]), torch.tensor([fov]), size, size)
+    _, alpha = render_objects(row, cams)
+    focal = 0.5 * size / math.tan(math.radians(fov / 2))
+    pixel_radius = focal * math.tan(math.asin(radius / distance))  # the silhouette cone's half angle
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    disc = ((xs - size / 2) ** 2 + (ys - size / 2) ** 2) <= pixel_radius**2
+    mask = alpha[0, ..., 0] > 0.5
+    iou = (mask & disc).sum() / (mask | disc).sum()
+    assert iou > 0.97, iou
+
+
+@pytest.mark.parametrize("kind, size, inside, outside", [
+    ("box", (0.2, 0.1, 0.3, 0), (0.19, 0.0, 0.29), (0.21, 0.0, 0.0)),
+    ("cylinder", (0.1, 0.2, 0, 0), (0.0, 0.19, 0.09), (0.0, 0.21, 0.0)),
+    ("cone", (0.0, 0.2, 0.1, 0), (0.0, 0.09, 0.19), (0.0, -0.09, 0.05)),  # tip at the top (-Y)
+    ("torus", (0.3, 0.05, 0, 0), (0.3, 0.0, 0.0), (0.0, 0.0, 0.0)),
+    ("ellipsoid", (0.3, 0.1, 0.2, 0), (0.29, 0.0, 0.0), (0.0, 0.11, 0.0)),
+])
+def test_primitive_insides(kind, size, inside, outside):
+    size = torch.tensor([size], dtype=torch.float32)
+    assert sdf(KIND_ID[kind], torch.tensor([inside]), size) < 0
+    assert sdf(KIND_ID[kind], torch.tensor([outside]), size) > 0
+
+
+def test_every_category_differs_front_to_back():
+    """A front view and the mirrored back view would be equal for an object symmetric front to back."""
+    objects = pad_objects([sample_object(c, "gray", 3)[0] for c in CATEGORIES])
+    n = len(CATEGORIES)
+    _, front = render_objects(objects, views(n, 0.0, elevation=0.0))
+    _, back = render_objects(objects, views(n, 180.0, elevation=0.0))
+    for i, category in enumerate(CATEGORIES):
+        differ = (front[i] - back[i].flip(1)).abs().mean().item()  # silhouettes alone
+        rgb_front, _ = render_objects(objects[i : i + 1], views(1, 0.0, elevation=0.0))
+        rgb_back, _ = render_objects(objects[i : i + 1], views(1, 180.0, elevation=0.0))
+        colour_differ = (rgb_front - rgb_back.flip(2)).abs().mean().item()
+        assert differ > 0.002 or colour_differ > 0.01, (category, differ, colour_differ)
+
+
+def test_the_colour_word_paints_the_object():
+    objects = pad_objects([sample_object("car", colour, 0)[0] for colour in ("red", "blue")])
+    rgb, alpha = render_objects(objects, views(2, 40.0))
+    mean = [(rgb[i] * alpha[i]).sum((0, 1)) / alpha[i].sum() for i in range(2)]
+    assert mean[0][0] > mean[0][2] and mean[1][2] > mean[1][0]
+
+
+def test_grammar():
+    assert parse("a castle") == Prompt("castle")
+    assert parse("A Red castle") == Prompt("castle", "red")
+    assert parse("an orange car, back view") == Prompt("car", "orange", "back")
+    assert parse("blue duck") == Prompt("duck", "blue")
+    assert describe("car", "orange", "side") == "an orange car, side view"
+    assert all(parse(describe(c, col)) == Prompt(c, col) for c in CATEGORIES for col in PALETTE)
+    with pytest.raises(GsdiError, match="does not know 'dragon'") as info:
+        parse("a red dragon")
+    assert "castle" in str(info.value) and "red" in str(info.value)  # lists the vocabulary
+    for bad in ("a red", "a castle house", "a castle, up view", ""):
+        with pytest.raises(GsdiError):
+            parse(bad)
+    assert len(VOCABULARY) == len(set(VOCABULARY))
