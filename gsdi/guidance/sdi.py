@@ -11,12 +11,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gsdi.config import GuidanceConfig
 from gsdi.guidance.rng import Rng
 from gsdi.guidance.ddim import CLEAN, ddim_invert, inversion_grid, noise_of
 from gsdi.priors import Prior, TextCond
 
 
-def sdi_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config, rng: Rng) -> tuple[Tensor, int, Tensor]:
+def sdi_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: GuidanceConfig, rng: Rng) -> tuple[Tensor, int, Tensor]:
     """Returns (x_t', t', kappa) where x_t' is where DDIM inversion of x0 lands at t'."""
     T = prior.alphas_cumprod.shape[0]
     K = config.inversion_steps
