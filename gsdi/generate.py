@@ -77,6 +77,7 @@ def run(config: GenerateConfig, out: Path, progress: bool = True) -> GenerateRes
     backend = resolve_backend(config.render.backend, device)
     rng = Rng.seeded(config.seed, device)
     prior = load_prior(config.prior, device)
+    prior.text_embeddings([config.prompt, config.negative_prompt])  # a prompt the prior cannot read fails now
     write_json(out / "config.json", {"gsdi_version": __version__, **config.to_dict()})
     size = min(prior.image_size, config.render.max_resolution)
     cam, gcfg, B = config.camera, config.guidance, config.camera.views_per_step

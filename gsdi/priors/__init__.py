@@ -1,7 +1,7 @@
 """The one interface guidance code sees: a frozen text-conditioned epsilon-prediction diffusion model.
 
 Two implementations: `stable_diffusion.StableDiffusionPrior` (diffusers; hub id or local folder)
-and, later, the small embedded prior shipped in the package. Guidance cannot tell them apart.
+and `embedded.EmbeddedPrior` (the small world model). Guidance cannot tell them apart.
 """
 
 from __future__ import annotations
@@ -52,8 +52,34 @@ def text_cond(prior: Prior, prompt: str, negative: str, view_words: list[str] | 
     return TextCond(cond=prior.text_embeddings(prompts), uncond=prior.text_embeddings([negative] * batch))
 
 
+def cfg_noise(unet, x_t: Tensor, t: int, text: TextCond, scale: float, dtype: torch.dtype,
+              to_eps=None) -> Tensor:
+    """eps_u + scale (eps_c - eps_u) from one UNet call on the batch [uncond; cond] (2B), no grad.
+
+    `to_eps(out, x, t)` converts another parametrisation (v-prediction) to epsilon.
+    """
+    B = x_t.shape[0]
+    assert text.cond.shape[0] == B and text.uncond.shape[0] == B, (x_t.shape, text.cond.shape)
+    x = torch.cat([x_t, x_t])
+    timesteps = torch.full((2 * B,), t, device=x_t.device, dtype=torch.long)
+    with torch.no_grad():
+        out = unet(x.to(dtype), timesteps, encoder_hidden_states=torch.cat([text.uncond, text.cond])).sample.float()
+    if to_eps is not None:
+        out = to_eps(out, x, t)
+    eps_u, eps_c = out.chunk(2)
+    return eps_u + scale * (eps_c - eps_u)
+
+
 def load_prior(name: str, device: torch.device) -> Prior:
-    """A prior by name: a diffusers Stable Diffusion hub id or a local folder in diffusers layout."""
+    """A prior by name: 'embedded' (or a folder holding one), or a Stable Diffusion hub id or folder."""
+    from pathlib import Path
+
+    from gsdi.priors.embedded import CONFIG_FILE, PACKAGED, EmbeddedPrior
+
+    if name == "embedded":
+        return EmbeddedPrior.load(PACKAGED, device)
+    if (Path(name).expanduser() / CONFIG_FILE).is_file():
+        return EmbeddedPrior.load(Path(name).expanduser(), device)
     from gsdi.priors.stable_diffusion import StableDiffusionPrior
 
     return StableDiffusionPrior.load(name, device)

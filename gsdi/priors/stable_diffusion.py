@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from gsdi.errors import GsdiError
-from gsdi.priors import TextCond
+from gsdi.priors import TextCond, cfg_noise
 
 LAYOUT = "a diffusers folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/"
 
@@ -91,16 +91,13 @@ class StableDiffusionPrior:
 
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: int, text: TextCond, scale: float) -> Tensor:
-        B = x_t.shape[0]
-        assert text.cond.shape[0] == B and text.uncond.shape[0] == B, (x_t.shape, text.cond.shape)
-        x = torch.cat([x_t, x_t]).to(self.dtype)
-        timesteps = torch.full((2 * B,), t, device=self.device, dtype=torch.long)
-        out = self.unet(x, timesteps, encoder_hidden_states=torch.cat([text.uncond, text.cond])).sample.float()
-        if self.prediction_type == "v_prediction":  # eps = sqrt(abar) v + sqrt(1 - abar) x
-            abar = self.alphas_cumprod[t]
-            out = abar.sqrt() * out + (1 - abar).sqrt() * torch.cat([x_t, x_t])
-        eps_u, eps_c = out.chunk(2)
-        return eps_u + scale * (eps_c - eps_u)
+        return cfg_noise(self.unet, x_t, t, text, scale, self.dtype,
+                         self._v_to_eps if self.prediction_type == "v_prediction" else None)
+
+    def _v_to_eps(self, v: Tensor, x: Tensor, t: int) -> Tensor:
+        """eps = sqrt(abar) v + sqrt(1 - abar) x for v-prediction models."""
+        abar = self.alphas_cumprod[t]
+        return abar.sqrt() * v + (1 - abar).sqrt() * x
 
 
 def _quiet() -> None:

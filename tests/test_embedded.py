@@ -1,0 +1,77 @@
+"""The embedded prior's interface, with untrained weights (training and shipping are issue 5's next steps)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gsdi.config import GuidanceConfig
+from gsdi.errors import GsdiError
+from gsdi.export import read_ply
+from gsdi.guidance import Rng, guidance_loss
+from gsdi.priors import Prior, load_prior, text_cond
+from gsdi.priors.embedded import CONFIG_FILE, WEIGHTS_FILE, EmbeddedPrior
+
+SMALL = {"image_size": 32, "unshuffle": 2, "max_words": 12, "text_dim": 32,
+         "unet": {"block_out_channels": [32, 32], "layers_per_block": 1, "attention_head_dim": 8,
+                  "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+                  "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "norm_num_groups": 8}}
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return EmbeddedPrior.random("cpu", seed=0, arch=SMALL)
+
+
+def test_space_to_depth_is_exactly_invertible(prior):
+    assert isinstance(prior, Prior)
+    images = torch.rand(2, 3, 32, 32)
+    latents = prior.encode(images)
+    assert latents.shape == (2, 12, 16, 16) and latents.min() >= -1 and latents.max() <= 1
+    assert torch.allclose(prior.decode(latents), images, atol=1e-6)
+
+
+def test_words_and_unknown_words(prior):
+    emb = prior.text_embeddings(["a red castle, front view", "", "a red castle, back view"])
+    assert emb.shape == (3, 12, 32) and not torch.equal(emb[0], emb[2])
+    with pytest.raises(GsdiError, match="does not know 'dragon'.*castle"):
+        prior.text_embeddings(["a dragon"])
+
+
+def test_guidance_runs_on_it(prior):
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    x0 = prior.encode(x)
+    text = text_cond(prior, "a blue car", "", ["side"], 1)
+    out = guidance_loss(prior, x0, text, 700, GuidanceConfig(inversion_steps=4), Rng.seeded(0))
+    out.loss.backward()
+    assert x.grad.abs().sum() > 0 and 700 <= out.t_noisy < 950
+
+
+def test_save_load_round_trip_and_damage(prior, tmp_path):
+    folder = prior.save(tmp_path / "p")
+    back = load_prior(str(folder), torch.device("cpu"))
+    assert isinstance(back, EmbeddedPrior)
+    x = torch.randn(1, 12, 16, 16)
+    text = text_cond(prior, "a tree", "", None, 1)
+    # fp16 storage: equal to the fp16-rounded original
+    assert torch.allclose(back.predict_noise(x, 500, text_cond(back, "a tree", "", None, 1), 3.0),
+                          prior.predict_noise(x, 500, text, 3.0), atol=5e-2)
+    (folder / WEIGHTS_FILE).write_bytes(b"garbage")
+    with pytest.raises(GsdiError, match="damaged"):
+        load_prior(str(folder), torch.device("cpu"))
+    with pytest.raises(GsdiError, match="no embedded prior"):
+        EmbeddedPrior.load(tmp_path / "empty", torch.device("cpu"))
+    assert json.loads((folder / CONFIG_FILE).read_text())["image_size"] == 32
+
+
+def test_generate_end_to_end_with_an_untrained_embedded_prior(prior, tmp_path):
+    import gsdi
+
+    folder = prior.save(tmp_path / "p")
+    result = gsdi.generate("a red castle", out=tmp_path / "o", prior=str(folder), steps=3, preset="preview",
+                           progress=False, device="cpu")
+    assert read_ply(result.ply)["means"].shape[0] == result.num_gaussians
+    with pytest.raises(GsdiError, match="does not know 'dragon'"):
+        gsdi.generate("a red dragon", out=tmp_path / "o2", prior=str(folder), steps=1, progress=False, device="cpu")
