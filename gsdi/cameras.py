@@ -35,12 +35,6 @@ class Cameras:
     def __len__(self) -> int:
         return self.viewmats.shape[0]
 
-    def to(self, device: torch.device | str) -> "Cameras":
-        return Cameras(
-            self.viewmats.to(device), self.Ks.to(device), self.width, self.height,
-            self.azimuth, self.elevation, self.distance, self.fov,
-        )
-
     def view_words(self) -> list[str]:
         return [view_word(float(a), float(e)) for a, e in zip(self.azimuth, self.elevation)]
 

@@ -14,12 +14,7 @@ import torch
 from torch import Tensor
 
 from gsdi.config import OptimConfig, SceneConfig
-
-SH_C0 = 0.28209479177387814
-
-
-def rgb_to_sh0(rgb: Tensor) -> Tensor:
-    return (rgb - 0.5) / SH_C0
+from gsdi.kernels.projection import SH_C0
 
 
 def sh0_to_rgb(sh0: Tensor) -> Tensor:
