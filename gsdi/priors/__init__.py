@@ -52,6 +52,28 @@ def text_cond(prior: Prior, prompt: str, negative: str, view_words: list[str] | 
     return TextCond(cond=prior.text_embeddings(prompts), uncond=prior.text_embeddings([negative] * batch))
 
 
+class EmbeddingCache:
+    """Text embeddings computed once per distinct prompt; `encode(prompts)` gives [n, L, D] for new ones."""
+
+    def __init__(self, encode):
+        self.encode, self.table = encode, {}
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str]) -> Tensor:
+        missing = sorted({p for p in prompts if p not in self.table})
+        if missing:
+            self.table.update(zip(missing, self.encode(missing)))
+        return torch.stack([self.table[p] for p in prompts])
+
+
+def noise_schedule(scheduler_config: dict, device: torch.device) -> tuple[Tensor, int]:
+    """alphas_cumprod [T] (float32 on device) and the 'leading' grid's steps_offset of a diffusers scheduler config."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(scheduler_config)
+    return scheduler.alphas_cumprod.float().to(device), int(scheduler.config.get("steps_offset", 0))
+
+
 def cfg_noise(unet, x_t: Tensor, t: int, text: TextCond, scale: float, dtype: torch.dtype,
               to_eps=None) -> Tensor:
     """eps_u + scale (eps_c - eps_u) from one UNet call on the batch [uncond; cond] (2B), no grad.

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gsdi.errors import GsdiError
-from gsdi.priors import TextCond, cfg_noise
+from gsdi.priors import EmbeddingCache, TextCond, cfg_noise, noise_schedule
 
 CONFIG_FILE = "gsdi_embedded.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -77,18 +77,14 @@ class EmbeddedPrior:
     def __init__(self, arch: dict, unet, text_encoder: WordEncoder, device: torch.device):
         from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
 
-        from diffusers import DDIMScheduler
-
         self.arch, self.unet, self.text_encoder = arch, unet.to(device).eval(), text_encoder.to(device).eval()
         for module in (self.unet, self.text_encoder):
             module.requires_grad_(False)
         self.device, self.dtype = device, torch.float32
-        scheduler = DDIMScheduler(**SD21_BASE_SCHEDULER)
-        self.alphas_cumprod = scheduler.alphas_cumprod.float().to(device)
-        self.steps_offset = int(scheduler.config.steps_offset)
+        self.alphas_cumprod, self.steps_offset = noise_schedule(SD21_BASE_SCHEDULER, device)
         self.image_size = int(arch["image_size"])
         self.unshuffle = int(arch["unshuffle"])
-        self._embeddings: dict[str, Tensor] = {}
+        self.text_embeddings = EmbeddingCache(self.text_encoder)
 
     @staticmethod
     def build(arch: dict | None = None, seed: int = 0) -> tuple[dict, nn.Module, WordEncoder]:
@@ -147,13 +143,6 @@ class EmbeddedPrior:
 
     def decode(self, latents: Tensor) -> Tensor:
         return ((F.pixel_shuffle(latents, self.unshuffle) + 1) / 2).clamp(0, 1)
-
-    @torch.no_grad()
-    def text_embeddings(self, prompts: list[str]) -> Tensor:
-        missing = sorted({p for p in prompts if p not in self._embeddings})
-        if missing:
-            self._embeddings.update(zip(missing, self.text_encoder(missing)))
-        return torch.stack([self._embeddings[p] for p in prompts])
 
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: int, text: TextCond, scale: float) -> Tensor:

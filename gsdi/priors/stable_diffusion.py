@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from gsdi.errors import GsdiError
-from gsdi.priors import TextCond, cfg_noise
+from gsdi.priors import EmbeddingCache, TextCond, cfg_noise, noise_schedule
 
 LAYOUT = "a diffusers folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/"
 
@@ -26,21 +26,17 @@ class StableDiffusionPrior:
     """Latent-space prior: encode = VAE encoder (512^2 RGB -> 4x64^2 latents for SD 2.1 base)."""
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, device: torch.device):
-        from diffusers import DDIMScheduler
-
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
         for module in (unet, vae, text_encoder):
             module.requires_grad_(False).eval()
-        scheduler = DDIMScheduler.from_config(scheduler_config)
         self.device = device
         self.dtype = unet.dtype
-        self.alphas_cumprod = scheduler.alphas_cumprod.float().to(device)
-        self.steps_offset = int(scheduler.config.get("steps_offset", 0))
-        self.prediction_type = scheduler.config.get("prediction_type", "epsilon")
+        self.alphas_cumprod, self.steps_offset = noise_schedule(scheduler_config, device)
+        self.prediction_type = scheduler_config.get("prediction_type", "epsilon")
         self.scaling_factor = float(vae.config.scaling_factor)
         vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_size = int(unet.config.sample_size) * vae_scale
-        self._embeddings: dict[str, Tensor] = {}
+        self.text_embeddings = EmbeddingCache(self._encode_text)
 
     @classmethod
     def load(cls, name: str, device: torch.device) -> "StableDiffusionPrior":
@@ -79,15 +75,10 @@ class StableDiffusionPrior:
         images = self.vae.decode((latents / self.scaling_factor).to(self.dtype)).sample.float()
         return ((images + 1) / 2).clamp(0, 1)
 
-    @torch.no_grad()
-    def text_embeddings(self, prompts: list[str]) -> Tensor:
-        missing = sorted({p for p in prompts if p not in self._embeddings})
-        if missing:
-            tokens = self.tokenizer(missing, padding="max_length", max_length=self.tokenizer.model_max_length,
-                                    truncation=True, return_tensors="pt")
-            hidden = self.text_encoder(tokens.input_ids.to(self.device))[0]
-            self._embeddings.update(zip(missing, hidden))
-        return torch.stack([self._embeddings[p] for p in prompts])
+    def _encode_text(self, prompts: list[str]) -> Tensor:
+        tokens = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                                truncation=True, return_tensors="pt")
+        return self.text_encoder(tokens.input_ids.to(self.device))[0]
 
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: int, text: TextCond, scale: float) -> Tensor:
