@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from gsdi.errors import GsdiError
 
-DEFAULT_PRIOR = "stabilityai/stable-diffusion-2-1-base"
+DEFAULT_PRIOR = "embedded"  # shipped in the package; works offline (gsdi/priors/embedded/MODEL_CARD.md)
 
 
 @dataclass
@@ -103,7 +103,7 @@ class DensifyConfig:
 class GenerateConfig:
     prompt: str = ""
     negative_prompt: str = ""
-    prior: str = DEFAULT_PRIOR  # hub id or local folder of a diffusers Stable Diffusion model
+    prior: str = DEFAULT_PRIOR  # "embedded", or a Stable Diffusion hub id / local diffusers folder
     preset: str = "default"
     steps: int = 1500
     seed: int = 0
@@ -129,7 +129,8 @@ class GenerateConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "preview": {
-        "steps": 400,
+        "steps": 250,
+        "densify.refine_start_iter": 50,
         "scene.num_points": 2048,
         "guidance.inversion_steps": 5,
         "render.max_resolution": 256,
@@ -146,9 +147,9 @@ def make_config(prompt: str, preset: str = "default", **overrides: Any) -> Gener
     if preset not in PRESETS:
         raise GsdiError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     config = GenerateConfig(prompt=prompt, preset=preset)
-    for key, value in {**PRESETS[preset], **overrides}.items():
-        if value is not None:
-            _set(config, key.replace("__", "."), value)
+    given = {k: v for k, v in overrides.items() if v is not None}  # None: not given, the preset decides
+    for key, value in {**PRESETS[preset], **given}.items():
+        _set(config, key.replace("__", "."), value)
     validate(config)
     return config
 

@@ -13,6 +13,8 @@ def test_presets_and_overrides():
     assert config.steps == 12 and config.guidance.method == "sds"
     assert config.guidance.inversion_steps == PRESETS["preview"]["guidance.inversion_steps"]
     assert make_config("a castle").steps == GenerateConfig().steps
+    # An option left out (None, as the CLI passes it) keeps the preset's value.
+    assert make_config("a castle", "preview", steps=None).steps == PRESETS["preview"]["steps"]
 
 
 def test_json_round_trip():
