@@ -28,7 +28,7 @@ def generate(
     prompt: str = typer.Argument(..., help='What to make, e.g. "a castle".'),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/<prompt>). Gets scene.ply, config.json, preview.png, metrics.json."),
     guidance: str = typer.Option("sdi", help="sdi (DDIM-inverted noise, sharp) or sds (random noise, the classic baseline)."),
-    prior: Optional[str] = typer.Option(None, help="Diffusion prior: a Stable Diffusion hub id or local diffusers folder (default: stabilityai/stable-diffusion-2-1-base), or a folder holding an embedded world prior."),
+    prior: Optional[str] = typer.Option(None, help="Diffusion prior: embedded (default: the small world model shipped with gsdi, works offline; prompts like \"a red castle\"), a Stable Diffusion hub id such as stabilityai/stable-diffusion-2-1-base, or a local diffusers folder."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: from the preset)."),
     seed: int = typer.Option(0, help="Random seed; the same seed and settings give the same result."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),

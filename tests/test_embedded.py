@@ -75,3 +75,18 @@ def test_generate_end_to_end_with_an_untrained_embedded_prior(prior, tmp_path):
     assert read_ply(result.ply)["means"].shape[0] == result.num_gaussians
     with pytest.raises(GsdiError, match="does not know 'dragon'"):
         gsdi.generate("a red dragon", out=tmp_path / "o2", prior=str(folder), steps=1, progress=False, device="cpu")
+
+
+def test_the_shipped_prior_is_the_offline_default(tmp_path, capsys):
+    """No --prior: the packaged weights load (fp16 safetensors within the size budget) and run."""
+    import gsdi
+    from gsdi.cli import main
+    from gsdi.priors.embedded import PACKAGED
+
+    assert (PACKAGED / WEIGHTS_FILE).stat().st_size <= 16 * 2**20
+    result = gsdi.generate("a red castle", out=tmp_path / "o", steps=2, preset="preview", progress=False, device="cpu")
+    assert json.loads((result.out / "config.json").read_text())["prior"] == "embedded"
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "a red dragon", "--out", str(tmp_path / "d"), "-q", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "does not know 'dragon'" in err and "castle" in err and err.count("\n") == 1

@@ -67,7 +67,10 @@ class WordEncoder(nn.Module):
         return ids + [0] * (self.max_words - len(ids))
 
     def forward(self, prompts: list[str]) -> Tensor:
-        ids = torch.tensor([self.tokenize(p) for p in prompts], device=self.positions.device)
+        return self.embed(torch.tensor([self.tokenize(p) for p in prompts], device=self.positions.device))
+
+    def embed(self, ids: Tensor) -> Tensor:
+        """Token ids [B, max_words] (0 = padding) -> [B, max_words, dim]."""
         return self.words(ids) + self.positions
 
 
