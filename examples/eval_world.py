@@ -21,6 +21,7 @@ import argparse
 import json
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -121,8 +122,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-steps", type=int, default=200, help="steps of the 2D analogue")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--runs", type=Path, default=None, help="where the generations go (default: a temporary folder)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    runs = args.runs or Path(tempfile.mkdtemp(prefix="gsdi-eval-"))
 
     rows, grid_rows, analogue = [], [], {}
     device = torch.device("cpu")
@@ -136,7 +139,7 @@ def main() -> None:
         inst_rgb, inst_alpha = torch.stack([r for r, _ in inst]), torch.stack([a for _, a in inst])
         scored = {}
         for name, overrides in METHODS.items():
-            result = gsdi.generate(prompt, out=args.out / "runs" / f"{prompt.replace(' ', '-')}-{name}",
+            result = gsdi.generate(prompt, out=runs / f"{prompt.replace(' ', '-')}-{name}",
                                    preset=args.preset, steps=args.steps, seed=args.seed, prior=args.prior,
                                    device="cpu", force=True, progress=False, **overrides)
             params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in read_ply(result.ply).items()})
