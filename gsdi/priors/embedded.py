@@ -8,8 +8,8 @@ an unknown word is a GsdiError listing the vocabulary. The noise schedule is SD'
 T = 1000, steps_offset 1), so guidance code cannot tell this prior from Stable Diffusion.
 
 A prior folder holds `gsdi_embedded.json` (architecture) and `model.safetensors` (fp16 weights).
-Training is examples/train_embedded_prior.py (issue 5); until weights ship, `EmbeddedPrior.random`
-builds an untrained one for tests.
+The trained one ships in `embedded/` beside this file (see its MODEL_CARD.md); it is made by
+examples/train_embedded_prior.py. `EmbeddedPrior.random` builds an untrained one for tests.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from gsdi.priors import EmbeddingCache, TextCond, cfg_noise, noise_schedule
 
 CONFIG_FILE = "gsdi_embedded.json"
 WEIGHTS_FILE = "model.safetensors"
-PACKAGED = Path(__file__).parent / "embedded"  # where trained weights will ship
+PACKAGED = Path(__file__).parent / "embedded"  # the shipped, trained prior
 
 DEFAULT_ARCH = {
     "image_size": 64,
@@ -128,7 +128,7 @@ class EmbeddedPrior:
         folder = Path(folder)
         if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
             raise GsdiError(f"no embedded prior in {folder} (it needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-                            "this install ships none yet: pass --prior with a Stable Diffusion folder")
+                            "reinstall gsdi, or pass --prior with a Stable Diffusion hub id or folder")
         try:
             arch = json.loads((folder / CONFIG_FILE).read_text())
             _, unet, text = cls.build(arch)
