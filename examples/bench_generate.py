@@ -25,15 +25,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="sd2.1-base", choices=["tiny", "sd2.1-base"])
     parser.add_argument("--model-dir", type=Path, default=None, help="where the random model is built/reused")
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--preset", default="default")
     parser.add_argument("--guidance", nargs="+", default=["sdi", "sds"])
+    parser.add_argument("--prior", default="random", help="random (the --shape model with random weights) or embedded")
+    parser.add_argument("--memory-cap-gb", type=float, default=None,
+                        help="cap this process's GPU memory (torch.cuda.set_per_process_memory_fraction), e.g. 8")
+    parser.add_argument("--eager", action="store_true", help="no CUDA graphs")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.memory_cap_gb and device == "cuda":
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gb * 2**30 / total))
     model_dir = args.model_dir or Path(tempfile.gettempdir()) / f"gsdi-random-{args.shape}"
-    if not (model_dir / "model_index.json").exists():
+    if args.prior == "embedded":
+        model_dir = Path("embedded")
+    elif not (model_dir / "model_index.json").exists():
         start = time.perf_counter()
         build_random_model(model_dir, args.shape, device=device,
                            dtype=torch.float16 if device == "cuda" else torch.float32)
@@ -41,10 +50,12 @@ def main() -> None:
     out_root = args.out or Path(tempfile.mkdtemp())
     for method in args.guidance:
         start = time.perf_counter()
-        result = gsdi.generate("a castle", out=out_root / method, prior=str(model_dir), steps=args.steps,
-                               preset=args.preset, force=True, progress=False, **{"guidance.method": method})
+        result = gsdi.generate("a red castle", out=out_root / method, prior=str(model_dir), steps=args.steps,
+                               preset=args.preset, force=True, progress=False, cuda_graphs=not args.eager,
+                               **{"guidance.method": method})
         print(json.dumps({
-            "bench": "generate", "shape": args.shape, "guidance": method, "preset": args.preset, "steps": args.steps,
+            "bench": "generate", "prior": args.prior, "shape": args.shape if args.prior == "random" else None,
+            "memory_cap_gb": args.memory_cap_gb, "cuda_graphs": not args.eager, "guidance": method, "preset": args.preset, "steps": result.config.steps,
             "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
             "ms_per_step": round(result.ms_per_step, 1), "loop_seconds": round(result.seconds, 1),
             "wall_seconds_with_loading": round(time.perf_counter() - start, 1),

@@ -153,10 +153,14 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the samples and the measure")
     parser.add_argument("--init", type=Path, default=None, help="start from a saved prior folder (fresh optimizer)")
     parser.add_argument("--ema", type=float, default=0.999, help="decay of the weight average that ships")
+    parser.add_argument("--offset-noise", type=float, default=0.1,
+                        help="std of a per-image, per-colour constant added to the training noise, so DDIM can reach "
+                             "the white background from mean-0 noise (SD's schedule keeps abar[999] > 0)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     prior = EmbeddedPrior.load(args.init, torch.device(device)) if args.init else EmbeddedPrior.random(device, seed=args.seed)
@@ -190,6 +194,9 @@ def main() -> None:
         ids = torch.where(u[:, 2:3] < 0.1, torch.zeros_like(ids), ids)  # unconditional, for CFG
         t = torch.randint(0, abar.shape[0], (args.batch,), device=device, generator=g)
         noise = torch.randn(x0.shape, device=device, generator=g)
+        if args.offset_noise > 0:  # per RGB channel, spread over the pixel-unshuffled channels it owns
+            offset = torch.randn(args.batch, 3, 1, 1, device=device, generator=g)
+            noise = noise + args.offset_noise * offset.repeat_interleave(prior.unshuffle**2, dim=1)
         a = abar[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         lr = args.lr * min(1.0, (step + 1) / 500)
@@ -229,6 +236,7 @@ def main() -> None:
     card = {
         "steps": step, "steps_this_call": step - first_step, "train_seconds_this_call": round(train_seconds, 1),
         "pool_render_seconds": round(render_seconds, 1), "batch": args.batch, "lr": args.lr, "pool": args.pool,
+        "offset_noise": args.offset_noise, "init": str(args.init) if args.init else None,
         "sample_steps": n, "cfg_scale": 4.0,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "parameters": params,
         "weights_bytes": (weights / "model.safetensors").stat().st_size, "final_losses": losses[-5:],

@@ -109,6 +109,7 @@ class GenerateConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = 10  # read losses back from the device only every N steps
+    cuda_graphs: bool = True  # replay the no-grad UNet calls from captured CUDA graphs (CUDA only)
     scene: SceneConfig = field(default_factory=SceneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)

@@ -62,72 +62,113 @@ def generate(
     return run(config, out, progress)
 
 
-def run(config: GenerateConfig, out: Path, progress: bool = True) -> GenerateResult:
+def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None) -> GenerateResult:
+    """The whole generation into the prepared folder `out`; `prior` shares an already loaded prior."""
     import torch
 
-    from gsdi.cameras import eval_orbits, sample_orbits
-    from gsdi.densify import Densifier
     from gsdi.export import image_grid, write_ply, write_png
-    from gsdi.guidance import Rng, guidance_loss, timestep
-    from gsdi.priors import load_prior, text_cond
-    from gsdi.render import render, resolve_backend
-    from gsdi.scene import init_params, make_optimizers, update_learning_rates
 
-    device = resolve_device(config.device)
-    backend = resolve_backend(config.render.backend, device)
-    rng = Rng.seeded(config.seed, device)
-    prior = load_prior(config.prior, device)
-    prior.text_embeddings([config.prompt, config.negative_prompt])  # a prompt the prior cannot read fails now
+    gen = Generation(config, prior=prior)
     write_json(out / "config.json", {"gsdi_version": __version__, **config.to_dict()})
-    size = min(prior.image_size, config.render.max_resolution)
-    cam, gcfg, B = config.camera, config.guidance, config.camera.views_per_step
-    T = prior.alphas_cumprod.shape[0]
-
-    params = init_params(config.scene, rng.host, device)
-    optimizers = make_optimizers(params, config.optim)
-    densifier = Densifier(config.densify, config.steps, config.scene.init_radius, params, optimizers)
-
     history: list[dict[str, Any]] = []
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    if gen.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(gen.device)
     start = time.perf_counter()
     with StepProgress(config.steps, enabled=progress) as bar:
-        for step in range(config.steps):
-            cameras = sample_orbits(B, size, size, rng.host, cam.radius_range, cam.fov_range, cam.elevation_range)
-            rendered = render(params, cameras, config.render.background, backend)
-            densifier.pre_backward(params, optimizers, step, rendered.meta)
-            x0 = prior.encode(to_prior_input(rendered.rgb, prior.image_size), generator=rng.device)
-            words = cameras.view_words() if cam.view_dependent_prompt else None
-            text = text_cond(prior, config.prompt, config.negative_prompt, words, B)
-            t = timestep(step, config.steps, gcfg, T, rng)
-            guided = guidance_loss(prior, x0, text, t, gcfg, rng)
-            x0.retain_grad()
-            guided.loss.backward()
-            for optimizer in optimizers.values():
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            update_learning_rates(optimizers, step + 1, config.steps, config.optim)
-            densifier.post_backward(params, optimizers, step, rendered.meta)
-            if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-                record = {"step": step + 1, "t": guided.t, "t_noisy": guided.t_noisy, "loss": guided.loss.item(),
-                          "grad_x0": x0.grad.norm().item(), "gaussians": params["means"].shape[0]}
+        while gen.step < config.steps:
+            record = gen.advance()
+            if record is not None:
                 history.append(record)
-                bar.update(step + 1, record)
+                bar.update(gen.step, record)
     seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    peak = torch.cuda.max_memory_allocated(gen.device) / 2**20 if gen.device.type == "cuda" else None
 
-    write_ply(out / "scene.ply", params)
-    with torch.no_grad():
-        views = eval_orbits(cam.eval_views, size, size, cam.eval_radius, cam.eval_fov, cam.eval_elevation)
-        write_png(out / "preview.png", image_grid(render(params, views, config.render.background, backend).rgb, 4))
-    result = GenerateResult(out, config, params["means"].shape[0], seconds, 1000 * seconds / config.steps, peak, history)
+    write_ply(out / "scene.ply", gen.params)
+    write_png(out / "preview.png", image_grid(gen.eval_views(), 4))
+    result = GenerateResult(out, config, gen.num_gaussians, seconds, 1000 * seconds / config.steps, peak, history)
     write_json(out / "metrics.json", {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "renderer": backend, "render_size": size, "prior_image_size": prior.image_size,
-        "steps": config.steps, "seconds": seconds, "ms_per_step": result.ms_per_step,
-        "peak_memory_mb": peak, "num_gaussians": result.num_gaussians, "history": history,
+        "device": torch.cuda.get_device_name(gen.device) if gen.device.type == "cuda" else "cpu",
+        "renderer": gen.backend, "render_size": gen.size, "prior_image_size": gen.prior.image_size,
+        "cuda_graphs": gen.prior.runner.graphs, "steps": config.steps, "seconds": seconds,
+        "ms_per_step": result.ms_per_step, "peak_memory_mb": peak, "num_gaussians": result.num_gaussians,
+        "history": history,
     })
     return result
+
+
+class Generation:
+    """The state of one generation between steps, and the step itself.
+
+    `advance()` runs one step: sample cameras -> render -> encode -> pick t -> guidance loss ->
+    backward -> optimizer step -> densify; every `log_every` steps it returns a record (the only
+    point the loop reads values back from the device). `prior` may be passed in to share one.
+    """
+
+    def __init__(self, config: GenerateConfig, prior=None):
+        import torch
+
+        from gsdi.densify import Densifier
+        from gsdi.guidance import Rng
+        from gsdi.priors import load_prior
+        from gsdi.render import resolve_backend
+        from gsdi.scene import init_params, make_optimizers
+
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.backend = resolve_backend(config.render.backend, self.device)
+        self.rng = Rng.seeded(config.seed, self.device)
+        self.prior = prior if prior is not None else load_prior(config.prior, self.device, config.cuda_graphs)
+        self.prior.text_embeddings([config.prompt, config.negative_prompt])  # a prompt the prior cannot read fails now
+        self.size = min(self.prior.image_size, config.render.max_resolution)
+        self.params = init_params(config.scene, self.rng.host, self.device)
+        self.optimizers = make_optimizers(self.params, config.optim)
+        self.densifier = Densifier(config.densify, config.steps, config.scene.init_radius, self.params, self.optimizers)
+        self.step = 0
+        self._torch = torch
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.params["means"].shape[0]
+
+    def advance(self) -> dict[str, Any] | None:
+        from gsdi.cameras import sample_orbits
+        from gsdi.guidance import guidance_loss, timestep
+        from gsdi.priors import text_cond
+        from gsdi.render import render
+        from gsdi.scene import update_learning_rates
+
+        config, cam, gcfg, prior, step = self.config, self.config.camera, self.config.guidance, self.prior, self.step
+        B, T = cam.views_per_step, prior.alphas_cumprod.shape[0]
+        cameras = sample_orbits(B, self.size, self.size, self.rng.host, cam.radius_range, cam.fov_range, cam.elevation_range)
+        rendered = render(self.params, cameras, config.render.background, self.backend)
+        self.densifier.pre_backward(self.params, self.optimizers, step, rendered.meta)
+        x0 = prior.encode(to_prior_input(rendered.rgb, prior.image_size), generator=self.rng.device)
+        words = cameras.view_words() if cam.view_dependent_prompt else None
+        text = text_cond(prior, config.prompt, config.negative_prompt, words, B)
+        t = timestep(step, config.steps, gcfg, T, self.rng)
+        guided = guidance_loss(prior, x0, text, t, gcfg, self.rng)
+        x0.retain_grad()
+        guided.loss.backward()
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        update_learning_rates(self.optimizers, step + 1, config.steps, config.optim)
+        self.densifier.post_backward(self.params, self.optimizers, step, rendered.meta)
+        self.step = step + 1
+        if self.step % config.log_every and self.step != config.steps:
+            return None
+        return {"step": self.step, "t": guided.t, "t_noisy": guided.t_noisy, "loss": guided.loss.item(),
+                "grad_x0": x0.grad.norm().item(), "gaussians": self.num_gaussians}
+
+    def eval_views(self) -> "torch.Tensor":
+        """[V, H, W, 3] renders from the fixed evaluation orbit (what preview.png shows)."""
+        from gsdi.cameras import eval_orbits
+        from gsdi.render import render
+
+        cam = self.config.camera
+        with self._torch.no_grad():
+            views = eval_orbits(cam.eval_views, self.size, self.size, cam.eval_radius, cam.eval_fov, cam.eval_elevation)
+            return render(self.params, views, self.config.render.background, self.backend).rgb
 
 
 def to_prior_input(rgb: "torch.Tensor", size: int) -> "torch.Tensor":

@@ -74,34 +74,42 @@ def noise_schedule(scheduler_config: dict, device: torch.device) -> tuple[Tensor
     return scheduler.alphas_cumprod.float().to(device), int(scheduler.config.get("steps_offset", 0))
 
 
-def cfg_noise(unet, x_t: Tensor, t: int, text: TextCond, scale: float, dtype: torch.dtype,
+def cfg_noise(runner, x_t: Tensor, t: int, text: TextCond, scale: float, dtype: torch.dtype,
               to_eps=None) -> Tensor:
     """eps_u + scale (eps_c - eps_u) from one UNet call on the batch [uncond; cond] (2B), no grad.
 
-    `to_eps(out, x, t)` converts another parametrisation (v-prediction) to epsilon.
+    `runner` is a graphs.UNetRunner (eager or CUDA-graphed); `to_eps(out, x, t)` converts another
+    parametrisation (v-prediction) to epsilon.
     """
     B = x_t.shape[0]
     assert text.cond.shape[0] == B and text.uncond.shape[0] == B, (x_t.shape, text.cond.shape)
     x = torch.cat([x_t, x_t])
     timesteps = torch.full((2 * B,), t, device=x_t.device, dtype=torch.long)
     with torch.no_grad():
-        out = unet(x.to(dtype), timesteps, encoder_hidden_states=torch.cat([text.uncond, text.cond])).sample.float()
+        out = runner(x.to(dtype), timesteps, torch.cat([text.uncond, text.cond]).to(dtype)).float()
     if to_eps is not None:
         out = to_eps(out, x, t)
     eps_u, eps_c = out.chunk(2)
     return eps_u + scale * (eps_c - eps_u)
 
 
-def load_prior(name: str, device: torch.device) -> Prior:
-    """A prior by name: 'embedded' (or a folder holding one), or a Stable Diffusion hub id or folder."""
+def load_prior(name: str, device: torch.device, cuda_graphs: bool = False) -> Prior:
+    """A prior by name: 'embedded' (or a folder holding one), or a Stable Diffusion hub id or folder.
+
+    With `cuda_graphs` (and a CUDA device) its no-grad UNet calls replay captured CUDA graphs.
+    """
     from pathlib import Path
 
     from gsdi.priors.embedded import CONFIG_FILE, PACKAGED, EmbeddedPrior
+    from gsdi.priors.graphs import UNetRunner
 
     if name == "embedded":
-        return EmbeddedPrior.load(PACKAGED, device)
-    if (Path(name).expanduser() / CONFIG_FILE).is_file():
-        return EmbeddedPrior.load(Path(name).expanduser(), device)
-    from gsdi.priors.stable_diffusion import StableDiffusionPrior
+        prior = EmbeddedPrior.load(PACKAGED, device)
+    elif (Path(name).expanduser() / CONFIG_FILE).is_file():
+        prior = EmbeddedPrior.load(Path(name).expanduser(), device)
+    else:
+        from gsdi.priors.stable_diffusion import StableDiffusionPrior
 
-    return StableDiffusionPrior.load(name, device)
+        prior = StableDiffusionPrior.load(name, device)
+    prior.runner = UNetRunner(prior.unet, graphs=cuda_graphs)
+    return prior

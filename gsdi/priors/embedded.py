@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gsdi.errors import GsdiError
+from gsdi.priors.graphs import UNetRunner
 from gsdi.priors import EmbeddingCache, TextCond, cfg_noise, noise_schedule
 
 CONFIG_FILE = "gsdi_embedded.json"
@@ -87,6 +88,7 @@ class EmbeddedPrior:
         self.alphas_cumprod, self.steps_offset = noise_schedule(SD21_BASE_SCHEDULER, device)
         self.image_size = int(arch["image_size"])
         self.unshuffle = int(arch["unshuffle"])
+        self.runner = UNetRunner(self.unet, graphs=False)  # load_prior(..., cuda_graphs=True) swaps in graphs
         self.text_embeddings = EmbeddingCache(self.text_encoder)
 
     @staticmethod
@@ -149,4 +151,4 @@ class EmbeddedPrior:
 
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: int, text: TextCond, scale: float) -> Tensor:
-        return cfg_noise(self.unet, x_t, t, text, scale, self.dtype)
+        return cfg_noise(self.runner, x_t, t, text, scale, self.dtype)

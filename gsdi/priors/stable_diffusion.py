@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from gsdi.errors import GsdiError
+from gsdi.priors.graphs import UNetRunner
 from gsdi.priors import EmbeddingCache, TextCond, cfg_noise, noise_schedule
 
 LAYOUT = "a diffusers folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/"
@@ -36,6 +37,7 @@ class StableDiffusionPrior:
         self.scaling_factor = float(vae.config.scaling_factor)
         vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_size = int(unet.config.sample_size) * vae_scale
+        self.runner = UNetRunner(self.unet, graphs=False)  # load_prior(..., cuda_graphs=True) swaps in graphs
         self.text_embeddings = EmbeddingCache(self._encode_text)
 
     @classmethod
@@ -82,7 +84,7 @@ class StableDiffusionPrior:
 
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: int, text: TextCond, scale: float) -> Tensor:
-        return cfg_noise(self.unet, x_t, t, text, scale, self.dtype,
+        return cfg_noise(self.runner, x_t, t, text, scale, self.dtype,
                          self._v_to_eps if self.prediction_type == "v_prediction" else None)
 
     def _v_to_eps(self, v: Tensor, x: Tensor, t: int) -> Tensor:
