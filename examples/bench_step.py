@@ -15,6 +15,7 @@ per configuration; with --markdown also a table.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import tempfile
 import time
@@ -96,10 +97,9 @@ def main() -> None:
         build_random_model(model_dir, args.shape, device=device.type, dtype=torch.float16 if cuda else torch.float32)
     device_name = torch.cuda.get_device_name() if cuda else "cpu"
     rows, floors = [], {}
-    priors = {mode: load_prior(str(model_dir), device, cuda_graphs=mode == "graphs") for mode in args.modes}
-    for method, k in [("sds", 0), *(("sdi", k) for k in args.ks)]:
-        for mode in args.modes:
-            prior = priors[mode]
+    for mode in args.modes:  # one prior in memory at a time, so peak VRAM is one run's
+        prior = load_prior(str(model_dir), device, cuda_graphs=mode == "graphs")
+        for method, k in [("sds", 0), *(("sdi", k) for k in args.ks)]:
             config = config_for(args, method, max(k, 1), mode == "graphs", model_dir)
             warm = Generation(config, prior=prior)
             for _ in range(args.warmup):
@@ -131,6 +131,11 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             del gen
+        del prior
+        gc.collect()  # the prior's embedding cache holds a bound method: a cycle only gc frees
+        if cuda:
+            torch.cuda.empty_cache()
+    rows.sort(key=lambda r: (r["method"] != "sds", r["k"] or 0, r["mode"]))
     if args.markdown:
         write_markdown(args, rows, device_name)
 

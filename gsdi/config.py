@@ -109,6 +109,8 @@ class GenerateConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = 10  # read losses back from the device only every N steps
+    turntable_frames: int = 36  # turntable.mp4 (or .gif without imageio-ffmpeg) at the end; 0: none
+    checkpoint_every: int = 250  # steps between checkpoints (0: only at the end and on Ctrl-C/SIGTERM)
     cuda_graphs: bool = True  # replay the no-grad UNet calls from captured CUDA graphs (CUDA only)
     scene: SceneConfig = field(default_factory=SceneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -175,6 +177,7 @@ def validate(config: GenerateConfig) -> None:
         (config.densify.max_gaussians >= config.scene.num_points, "densify.max_gaussians must be >= scene.num_points"),
         (0.0 <= config.densify.grow_quantile <= 1.0, "densify.grow_quantile must be in [0, 1]"),
         (config.log_every >= 1, "log_every must be at least 1"),
+        (config.checkpoint_every >= 0, f"--checkpoint-every must be 0 (only at the end) or more (got {config.checkpoint_every})"),
     ]
     for ok, message in checks:
         if not ok:

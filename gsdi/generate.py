@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,52 +49,161 @@ def generate(
     out: str | Path | None = None,
     preset: str = "default",
     force: bool = False,
+    resume: str | Path | None = None,
     progress: bool = True,
     **overrides: Any,
 ) -> GenerateResult:
     """Generate a scene for `prompt` into folder `out` (scene.ply, config.json, preview.png, metrics.json).
 
     Either give `config`, or a prompt with a preset and overrides (`steps=200`, `guidance__method="sds"`
-    or {"guidance.method": "sds"} via **). Raises GsdiError on user mistakes.
+    or {"guidance.method": "sds"} via **). `resume=DIR` continues DIR's checkpoint instead (its
+    settings come from the checkpoint). Raises GsdiError on user mistakes, Interrupted on SIGINT/SIGTERM
+    (after saving a checkpoint and the current scene.ply).
     """
+    if resume is not None:
+        return resume_run(Path(resume), progress)
     if config is None:
         config = make_config(prompt or "", preset, **overrides)
     out = prepare_output_dir(Path(out) if out is not None else default_output_dir(config.prompt), force)
     return run(config, out, progress)
 
 
-def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None) -> GenerateResult:
-    """The whole generation into the prepared folder `out`; `prior` shares an already loaded prior."""
+def resume_run(out: Path, progress: bool = True) -> GenerateResult:
+    """Continue the generation whose checkpoint is in `out` to the end of its schedule."""
+    from gsdi.checkpoint import read_checkpoint, restore
+    from gsdi.config import validate
+
+    meta, tensors = read_checkpoint(out)
+    config = GenerateConfig.from_dict(meta["config"])
+    validate(config)
+    if meta["step"] >= config.steps:
+        raise GsdiError(f"the generation in {out} already finished its {config.steps} steps; nothing to resume")
+    gen = Generation(config)
+    restore(gen, meta, tensors)
+    gen.history, gen.seconds = list(meta.get("history", [])), float(meta.get("seconds", 0.0))
+    return run(config, out, progress, gen=gen)
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint and the current scene.ply were saved first."""
+
+    def __init__(self, signum: int, step: int, total: int, out: Path):
+        self.signum, self.step, self.total, self.out = signum, step, total, out
+        self.exit_code = 128 + signum
+        super().__init__(f"{signal.Signals(signum).name} at step {step}/{total}: saved {out / 'checkpoint.safetensors'} "
+                         f"and {out / 'scene.ply'}; continue with: gsdi generate --resume {out}")
+
+
+class StopSignals:
+    """While active, SIGINT/SIGTERM only set `received`; the loop stops at the end of the step."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, gen: "Generation | None" = None) -> GenerateResult:
+    """The whole generation into the prepared folder `out`; `prior` shares an already loaded prior,
+    `gen` continues a restored one. Checkpoints every `config.checkpoint_every` steps and at the end."""
+    import torch
+
+    from gsdi.checkpoint import save_checkpoint
+    from gsdi.export import write_ply
+
+    gen = gen or Generation(config, prior=prior)
+    if gen.step == 0:
+        write_json(out / "config.json", {"gsdi_version": __version__, **config.to_dict()})
+    if gen.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(gen.device)
+
+    def checkpoint() -> None:
+        save_checkpoint(gen, out, {"history": gen.history, "seconds": gen.seconds})
+
+    with StopSignals() as stop, StepProgress(config.steps, enabled=progress, start=gen.step) as bar:
+        while gen.step < config.steps:
+            start = time.perf_counter()
+            try:
+                record = gen.advance()
+            except torch.cuda.OutOfMemoryError:
+                gen.optimizers_zero_grad()
+                raise GsdiError(out_of_memory_advice(config, gen.device)) from None
+            except NonFiniteError as error:
+                checkpoint()
+                raise GsdiError(f"{error} (a checkpoint of step {gen.step} is in {out})") from None
+            gen.seconds += time.perf_counter() - start
+            if record is not None:
+                gen.history.append(record)
+                bar.update(gen.step, record)
+            if stop.received is not None:
+                checkpoint()
+                write_ply(out / "scene.ply", gen.params)
+                raise Interrupted(stop.received, gen.step, config.steps, out)
+            if config.checkpoint_every and gen.step % config.checkpoint_every == 0 and gen.step < config.steps:
+                checkpoint()
+    checkpoint()
+    return write_outputs(gen, out)
+
+
+def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
+    """scene.ply, preview.png and metrics.json of a finished generation."""
     import torch
 
     from gsdi.export import image_grid, write_ply, write_png
 
-    gen = Generation(config, prior=prior)
-    write_json(out / "config.json", {"gsdi_version": __version__, **config.to_dict()})
-    history: list[dict[str, Any]] = []
-    if gen.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(gen.device)
-    start = time.perf_counter()
-    with StepProgress(config.steps, enabled=progress) as bar:
-        while gen.step < config.steps:
-            record = gen.advance()
-            if record is not None:
-                history.append(record)
-                bar.update(gen.step, record)
-    seconds = time.perf_counter() - start
+    config = gen.config
     peak = torch.cuda.max_memory_allocated(gen.device) / 2**20 if gen.device.type == "cuda" else None
-
     write_ply(out / "scene.ply", gen.params)
     write_png(out / "preview.png", image_grid(gen.eval_views(), 4))
-    result = GenerateResult(out, config, gen.num_gaussians, seconds, 1000 * seconds / config.steps, peak, history)
+    turntable = None
+    if config.turntable_frames > 0:
+        from gsdi.turntable import write_turntable
+
+        turntable = write_turntable(dict(gen.params.items()), out / "turntable.mp4", frames=config.turntable_frames,
+                                    size=256, backend=gen.backend).name
+    result = GenerateResult(out, config, gen.num_gaussians, gen.seconds, 1000 * gen.seconds / config.steps, peak,
+                            gen.history)
     write_json(out / "metrics.json", {
         "device": torch.cuda.get_device_name(gen.device) if gen.device.type == "cuda" else "cpu",
         "renderer": gen.backend, "render_size": gen.size, "prior_image_size": gen.prior.image_size,
-        "cuda_graphs": gen.prior.runner.graphs, "steps": config.steps, "seconds": seconds,
+        "cuda_graphs": gen.prior.runner.graphs, "steps": config.steps, "seconds": gen.seconds,
         "ms_per_step": result.ms_per_step, "peak_memory_mb": peak, "num_gaussians": result.num_gaussians,
-        "history": history,
+        "skipped_steps": gen.skipped_steps, "turntable": turntable, "history": gen.history,
     })
     return result
+
+
+def out_of_memory_advice(config: GenerateConfig, device: "torch.device") -> str:
+    import torch
+
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return (f"the GPU ran out of memory ({total:.0f} GiB card); lower what a step holds: --preset preview, "
+            f"--set render.max_resolution=256 (now {config.render.max_resolution}), "
+            f"--set densify.max_gaussians={config.densify.max_gaussians // 2} (now {config.densify.max_gaussians}), "
+            f"--set camera.views_per_step=1 (now {config.camera.views_per_step}); or close other GPU programs")
+
+
+MAX_BAD_STEPS_IN_A_ROW = 10
+
+
+class NonFiniteError(GsdiError):
+    """The optimisation keeps producing NaN/inf; raised after MAX_BAD_STEPS_IN_A_ROW skipped steps."""
 
 
 class Generation:
@@ -117,6 +227,7 @@ class Generation:
         self.device = resolve_device(config.device)
         self.backend = resolve_backend(config.render.backend, self.device)
         self.rng = Rng.seeded(config.seed, self.device)
+        torch.manual_seed(config.seed)  # gsplat's densification samples from torch's global generators
         self.prior = prior if prior is not None else load_prior(config.prior, self.device, config.cuda_graphs)
         self.prior.text_embeddings([config.prompt, config.negative_prompt])  # a prompt the prior cannot read fails now
         self.size = min(self.prior.image_size, config.render.max_resolution)
@@ -124,6 +235,10 @@ class Generation:
         self.optimizers = make_optimizers(self.params, config.optim)
         self.densifier = Densifier(config.densify, config.steps, config.scene.init_radius, self.params, self.optimizers)
         self.step = 0
+        self.seconds = 0.0  # time spent in steps (over every resumed part)
+        self.history: list[dict[str, Any]] = []
+        self.skipped_steps = 0  # steps whose loss or gradient was not finite (not applied)
+        self.bad_in_a_row = 0
         self._torch = torch
 
     @property
@@ -149,16 +264,38 @@ class Generation:
         guided = guidance_loss(prior, x0, text, t, gcfg, self.rng)
         x0.retain_grad()
         guided.loss.backward()
+        self.step = step + 1
+        if not self._finite(guided.loss):
+            self.skipped_steps += 1
+            self.bad_in_a_row += 1
+            for optimizer in self.optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            if self.bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
+                raise NonFiniteError(
+                    f"the loss or its gradient was not finite {self.bad_in_a_row} steps in a row (last at step {self.step}); "
+                    "lower the learning rates or the CFG scale, or try another --seed")
+            return None
+        self.bad_in_a_row = 0
         for optimizer in self.optimizers.values():
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         update_learning_rates(self.optimizers, step + 1, config.steps, config.optim)
         self.densifier.post_backward(self.params, self.optimizers, step, rendered.meta)
-        self.step = step + 1
         if self.step % config.log_every and self.step != config.steps:
             return None
         return {"step": self.step, "t": guided.t, "t_noisy": guided.t_noisy, "loss": guided.loss.item(),
                 "grad_x0": x0.grad.norm().item(), "gaussians": self.num_gaussians}
+
+    def optimizers_zero_grad(self) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+
+    def _finite(self, loss: "torch.Tensor") -> bool:
+        """Whether the loss and every parameter gradient are finite (one host sync a step)."""
+        torch = self._torch
+        checks = [torch.isfinite(loss).all()]
+        checks += [torch.isfinite(p.grad).all() for p in self.params.values() if p.grad is not None]
+        return bool(torch.stack(checks).all())
 
     def eval_views(self) -> "torch.Tensor":
         """[V, H, W, 3] renders from the fixed evaluation orbit (what preview.png shows)."""
@@ -200,8 +337,11 @@ def prepare_output_dir(out: Path, force: bool = False) -> Path:
     """Create `out` and check it is writable; refuse to overwrite earlier outputs unless `force`."""
     if out.exists() and not out.is_dir():
         raise GsdiError(f"--out {out} exists and is not a folder")
-    if not force and (out / "scene.ply").exists():
-        raise GsdiError(f"--out {out} already holds a generation; pass --force to overwrite it or choose another folder")
+    if not force and out.is_dir() and any(out.iterdir()):
+        what = "a generation" if (out / "scene.ply").exists() or (out / "config.json").exists() else "files"
+        hint = f", --resume {out} to continue its checkpoint" if (out / "checkpoint.safetensors").exists() else ""
+        raise GsdiError(f"--out {out} already exists and holds {what}; pass --force to overwrite gsdi's files there"
+                        f"{hint}, or choose another folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".gsdi-write-test"
@@ -219,8 +359,8 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 class StepProgress:
     """A rich progress bar showing step, t, loss, Gaussian count and it/s; silent when disabled."""
 
-    def __init__(self, total: int, enabled: bool = True):
-        self.total, self.enabled, self.progress, self.task = total, enabled, None, None
+    def __init__(self, total: int, enabled: bool = True, start: int = 0):
+        self.total, self.enabled, self.progress, self.task, self.first = total, enabled, None, None, start
 
     def __enter__(self) -> "StepProgress":
         if self.enabled:
@@ -232,13 +372,14 @@ class StepProgress:
                 TextColumn("{task.fields[rate]} it/s"), TimeRemainingColumn(),
             )
             self.progress.__enter__()
-            self.task = self.progress.add_task("generate", total=self.total, t="-", loss="-", gaussians="-", rate="-")
+            self.task = self.progress.add_task("generate", total=self.total, completed=self.first,
+                                               t="-", loss="-", gaussians="-", rate="-")
             self.start = time.perf_counter()
         return self
 
     def update(self, step: int, record: dict[str, Any]) -> None:
         if self.progress is not None:
-            rate = step / max(time.perf_counter() - self.start, 1e-9)
+            rate = (step - self.first) / max(time.perf_counter() - self.start, 1e-9)
             self.progress.update(self.task, completed=step, t=record["t"], loss=f"{record['loss']:.4g}",
                                  gaussians=record["gaussians"], rate=f"{rate:.2f}")
 

@@ -78,8 +78,14 @@ class StableDiffusionPrior:
         return ((images + 1) / 2).clamp(0, 1)
 
     def _encode_text(self, prompts: list[str]) -> Tensor:
-        tokens = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                                truncation=True, return_tensors="pt")
+        limit = self.tokenizer.model_max_length
+        for prompt in prompts:  # refuse rather than silently cut (CLIP reads 77 tokens incl. start/end)
+            ids = self.tokenizer(prompt, truncation=False).input_ids
+            if len(ids) > limit:
+                kept = self.tokenizer.decode(ids[1:limit - 1], skip_special_tokens=True)
+                raise GsdiError(f"the prompt {prompt!r} is {len(ids)} tokens; the text encoder reads {limit} "
+                                f"(it would keep only {kept!r}); shorten it")
+        tokens = self.tokenizer(prompts, padding="max_length", max_length=limit, truncation=True, return_tensors="pt")
         return self.text_encoder(tokens.input_ids.to(self.device))[0]
 
     @torch.no_grad()

@@ -1,0 +1,211 @@
+"""What users do wrong or to a running generation: one-line errors, nothing lost, exact resume.
+
+The table below runs the real CLI entry point for each case and asserts the exit code, the
+message, and that every file that existed before is byte-for-byte untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gsdi.checkpoint import read_checkpoint
+from gsdi.cli import main
+from gsdi.export import read_ply
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, float]]:
+    return {str(p): (p.read_bytes(), p.stat().st_mtime) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_main(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+def setup_existing(tmp: Path) -> None:
+    (tmp / "existing").mkdir()
+    (tmp / "existing" / "notes.txt").write_text("my notes")
+    (tmp / "a-file").write_text("not a folder")
+    damaged = tmp / "damaged-prior"
+    damaged.mkdir()
+    (damaged / "gsdi_embedded.json").write_text("{}")
+    (damaged / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    sd = tmp / "damaged-sd"
+    (sd / "unet").mkdir(parents=True)
+    (sd / "model_index.json").write_text("{}")
+    (sd / "unet" / "config.json").write_text("{not json")
+    (tmp / "no-checkpoint").mkdir()
+    (tmp / "no-checkpoint" / "config.json").write_text("{}")
+    (tmp / "bad-checkpoint").mkdir()
+    (tmp / "bad-checkpoint" / "checkpoint.safetensors").write_bytes(b"\xff" * 64)
+
+
+# (case, argv with {tmp}, expected exit code, words the one-line message must contain)
+CASES = [
+    ("empty prompt", ["generate", ""], 2, "prompt is empty"),
+    ("whitespace prompt", ["generate", "   "], 2, "prompt is empty"),
+    ("no prompt", ["generate"], 2, "say what to generate"),
+    ("unknown word", ["generate", "a glorp"], 2, "does not know 'glorp'"),
+    ("beyond the grammar", ["generate", "a red castle, front view, side view"], 2, "expects"),
+    ("steps 0", ["generate", "a castle", "--steps", "0"], 2, "--steps must be at least 1"),
+    ("negative seed", ["generate", "a castle", "--seed", "-1"], 2, "--seed must be non-negative"),
+    ("unknown preset", ["generate", "a castle", "--preset", "fast"], 2, "unknown preset 'fast'"),
+    ("bad --set", ["generate", "a castle", "--set", "render.nope=1"], 2, "unknown config key"),
+    ("malformed --set", ["generate", "a castle", "--set", "steps"], 2, "--set takes key=value"),
+    ("bad --set value", ["generate", "a castle", "--set", "steps=many"], 2, "bad value for steps"),
+    ("checkpoint every -1", ["generate", "a castle", "--checkpoint-every", "-1"], 2, "--checkpoint-every"),
+    ("out exists", ["generate", "a castle", "--out", "{tmp}/existing"], 2, "already exists"),
+    ("out is a file", ["generate", "a castle", "--out", "{tmp}/a-file"], 2, "not a folder"),
+    ("out unwritable", ["generate", "a castle", "--out", "{tmp}/a-file/sub"], 2, "cannot write to --out"),
+    ("missing prior folder", ["generate", "a castle", "--prior", "{tmp}/nowhere/model"], 2, "does not exist"),
+    ("damaged embedded prior", ["generate", "a castle", "--prior", "{tmp}/damaged-prior", "--out", "{tmp}/o1"], 2, "damaged"),
+    ("damaged SD folder", ["generate", "a castle", "--prior", "{tmp}/damaged-sd", "--out", "{tmp}/o2"], 2, "could not load"),
+    ("resume without checkpoint", ["generate", "--resume", "{tmp}/no-checkpoint"], 2, "nothing to resume"),
+    ("resume damaged checkpoint", ["generate", "--resume", "{tmp}/bad-checkpoint"], 2, "damaged"),
+    ("resume with a prompt", ["generate", "a castle", "--resume", "{tmp}/no-checkpoint"], 2, "only --resume"),
+    ("batch list missing", ["batch", "{tmp}/nowhere.txt", "--out", "{tmp}/b"], 2, "cannot read prompt list"),
+    ("info on a non-ply", ["info", "{tmp}/a-file"], 2, "a-file"),
+]
+
+
+@pytest.mark.parametrize("case,argv,code,words", CASES, ids=[c[0] for c in CASES])
+def test_user_mistakes_give_one_line_and_touch_nothing(case, argv, code, words, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    setup_existing(tmp_path)
+    before = snapshot(tmp_path)
+    got, out, err = run_main([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    assert got == code, (case, got, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), (case, err)
+    assert words in lines[0], (case, lines[0])
+    assert "Traceback" not in err
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before, case  # nothing changed
+    new = set(after) - set(before)
+    assert not any(Path(p).name in ("scene.ply", "checkpoint.safetensors") for p in new), (case, new)
+
+
+def test_sd_prompt_over_the_token_limit_is_refused(tiny_sd, tmp_path, capsys):
+    long_prompt = "a castle " + "with towers " * 12  # char-level tokenizer: well over 77 tokens
+    code, _, err = run_main(["generate", long_prompt, "--prior", str(tiny_sd), "--out", str(tmp_path / "o"),
+                             "--device", "cpu"], capsys)
+    assert code == 2 and "tokens; the text encoder reads 77" in err and "shorten it" in err
+
+
+def test_internal_error_exits_1_with_a_log(monkeypatch, tmp_path, capsys):
+    import importlib
+
+    module = importlib.import_module("gsdi.generate")  # the module, not the function gsdi.generate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(module, "run", broken)
+    code, _, err = run_main(["generate", "a castle", "--out", str(tmp_path / "o")], capsys)
+    assert code == 1
+    assert "internal error: RuntimeError: simulated bug" in err and "Traceback" not in err
+    log = Path(err.strip().split("the traceback is in ")[1])
+    assert log.is_file() and "Traceback" in log.read_text() and "simulated bug" in log.read_text()
+
+
+class FlakyPrior:
+    """Wraps a prior; its noise prediction is NaN on the calls listed in `bad` (all calls if None)."""
+
+    def __init__(self, prior, bad: set[int] | None):
+        self.prior, self.bad, self.calls = prior, bad, 0
+
+    def __getattr__(self, name):
+        return getattr(self.prior, name)
+
+    def predict_noise(self, x_t, t, text, scale):
+        self.calls += 1
+        eps = self.prior.predict_noise(x_t, t, text, scale)
+        return eps * float("nan") if self.bad is None or self.calls in self.bad else eps
+
+
+def test_non_finite_steps_are_skipped_and_counted(tmp_path):
+    from gsdi.config import make_config
+    from gsdi.generate import Generation, NonFiniteError
+    from gsdi.priors import load_prior
+
+    config = make_config("a red castle", "preview", steps=8, device="cpu", **{"guidance.method": "sds"})
+    prior = load_prior("embedded", torch.device("cpu"))
+    gen = Generation(config, prior=FlakyPrior(prior, bad={2, 5}))  # SDS: one UNet call per step
+    while gen.step < config.steps:
+        gen.advance()
+    assert gen.skipped_steps == 2
+    assert all(torch.isfinite(p).all() for p in gen.params.values())
+
+    gen = Generation(config, prior=FlakyPrior(prior, bad=None))
+    with pytest.raises(NonFiniteError, match="not finite 10 steps in a row"):
+        for _ in range(20):
+            gen.advance()
+    assert all(torch.isfinite(p).all() for p in gen.params.values())
+
+
+GENERATE = ["gsdi", "generate", "a red castle", "--preset", "preview", "--steps", "24", "--device", "cpu",
+            "--set", "densify.refine_start_iter=3", "--set", "densify.refine_every=4", "--quiet"]
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    start = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - start < timeout, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigint_saves_and_resume_matches_an_uninterrupted_run(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    full = subprocess.run([*GENERATE, "--out", str(tmp_path / "full")], capture_output=True, text=True, env=env, timeout=600)
+    assert full.returncode == 0, full.stderr
+
+    part = tmp_path / "part"
+    proc = subprocess.Popen([*GENERATE, "--out", str(part), "--checkpoint-every", "6"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    wait_for(part / "checkpoint.safetensors", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    assert "interrupted: SIGINT at step" in err and f"gsdi generate --resume {part}" in err
+    meta, _ = read_checkpoint(part)
+    assert 6 <= meta["step"] < 24  # stopped mid-run, at the end of a step
+    interrupted_ply = read_ply(part / "scene.ply")  # the current scene was written too
+    assert interrupted_ply["means"].shape[0] > 0
+
+    resumed = subprocess.run(["gsdi", "generate", "--resume", str(part), "--quiet"], capture_output=True, text=True,
+                             env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = read_ply(tmp_path / "full" / "scene.ply"), read_ply(part / "scene.ply")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key  # exactly the uninterrupted result
+    assert read_checkpoint(part)[0]["step"] == 24
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_the_scene(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*GENERATE, "--out", str(out), "--checkpoint-every", "4"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(out / "checkpoint.safetensors", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM" in err and (out / "scene.ply").is_file()
+    assert read_checkpoint(out)[0]["step"] >= 4
+    # The interrupted folder is protected: a new run there needs --force or --resume.
+    again = subprocess.run(GENERATE[:3] + ["--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr
