@@ -40,7 +40,9 @@ METHODS = {  # name: guidance overrides
     "sds-random-t": {"guidance.method": "sds", "guidance.t_schedule": "random"},
     "sds-annealed-t": {"guidance.method": "sds", "guidance.t_schedule": "anneal"},
     "sdi": {"guidance.method": "sdi", "guidance.t_schedule": "anneal"},
+    "sdi-k5": {"guidance.method": "sdi", "guidance.t_schedule": "anneal", "guidance.inversion_steps": 5},
 }
+DEFAULT_METHODS = ["sds-random-t", "sds-annealed-t", "sdi"]
 AZIMUTHS = [0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0]
 ELEVATIONS = [5.0, 30.0]
 
@@ -107,9 +109,9 @@ def image_analogue(prior, prompt: str, world_refs: torch.Tensor, steps: int, see
     out["ddim"] = prior.decode(z)
     result = {}
     for name, image in out.items():
-        err = ((image.permute(0, 2, 3, 1) - world_refs) ** 2).flatten(1).mean(1)
+        err = ((image.permute(0, 2, 3, 1).cpu() - world_refs) ** 2).flatten(1).mean(1)
         result[name] = {"nearest_world_mse": round(float(err.min()), 5), "unet_calls": calls.get(name, n)}
-    return result, out
+    return result, {k: v.cpu() for k, v in out.items()}
 
 
 def main() -> None:
@@ -122,14 +124,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-steps", type=int, default=200, help="steps of the 2D analogue")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
+    parser.add_argument("--device", default="cpu", help="where the generations run (auto, cpu, cuda); scoring is on CPU")
     parser.add_argument("--runs", type=Path, default=None, help="where the generations go (default: a temporary folder)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.runs or Path(tempfile.mkdtemp(prefix="gsdi-eval-"))
 
     rows, grid_rows, analogue = [], [], {}
-    device = torch.device("cpu")
-    prior = load_prior(args.prior, device)
+    from gsdi.generate import resolve_device
+
+    prior = load_prior(args.prior, resolve_device(args.device))
     size = prior.image_size
     cams = eval_cameras(size)
     for prompt in args.prompts:
@@ -138,10 +143,11 @@ def main() -> None:
         inst = [render_objects(pad_objects([o] * len(cams)), cams) for o in instances]
         inst_rgb, inst_alpha = torch.stack([r for r, _ in inst]), torch.stack([a for _, a in inst])
         scored = {}
-        for name, overrides in METHODS.items():
+        for name in args.methods:
+            overrides = METHODS[name]
             result = gsdi.generate(prompt, out=runs / f"{prompt.replace(' ', '-')}-{name}",
                                    preset=args.preset, steps=args.steps, seed=args.seed, prior=args.prior,
-                                   device="cpu", force=True, progress=False, **overrides)
+                                   device=args.device, force=True, progress=False, **overrides)
             params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in read_ply(result.ply).items()})
             with torch.no_grad():
                 r = render(params, cams, (1.0, 1.0, 1.0), "torch")
@@ -150,8 +156,8 @@ def main() -> None:
             rows.append({"prompt": prompt, "method": name, **scored[name]})
             grid_rows.append(r.rgb[len(AZIMUTHS):])  # the 30-degree ring
             print(json.dumps(rows[-1]), flush=True)
-        best = scored["sdi"]["best_instance"]
-        grid_rows.insert(len(grid_rows) - len(METHODS), inst_rgb[best][len(AZIMUTHS):])
+        best = scored[args.methods[-1]]["best_instance"]
+        grid_rows.insert(len(grid_rows) - len(args.methods), inst_rgb[best][len(AZIMUTHS):])
         refs = inst_rgb[:, AZIMUTHS.index(0.0)]  # the instances' front views, 5 degrees up
         analogue[prompt], images = image_analogue(prior, prompt, refs, args.image_steps, args.seed)
         print(json.dumps({"prompt": prompt, "image_analogue": analogue[prompt]}), flush=True)
