@@ -40,7 +40,7 @@ METHODS = {  # name: guidance overrides
     "sds-random-t": {"guidance.method": "sds", "guidance.t_schedule": "random"},
     "sds-annealed-t": {"guidance.method": "sds", "guidance.t_schedule": "anneal"},
     "sdi": {"guidance.method": "sdi", "guidance.t_schedule": "anneal"},
-    "sdi-k5": {"guidance.method": "sdi", "guidance.t_schedule": "anneal", "guidance.inversion_steps": 5},
+    "sdi-k10": {"guidance.method": "sdi", "guidance.t_schedule": "anneal", "guidance.inversion_steps": 10},
 }
 DEFAULT_METHODS = ["sds-random-t", "sds-annealed-t", "sdi"]
 AZIMUTHS = [0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0]

@@ -40,6 +40,8 @@ def generate(
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints (default 250; 0: only at the end). Ctrl-C and SIGTERM always save one."),
     settings: Optional[list[str]] = typer.Option(None, "--set", help="Any config value as key=value, e.g. --set render.max_resolution=256 (see config.json of a run for the keys). Repeatable."),
     turntable: bool = typer.Option(True, "--turntable/--no-turntable", help="Write turntable.mp4 (a .gif without imageio-ffmpeg) at the end."),
+    view: bool = typer.Option(False, "--view", help="Show the scene live in the browser (viser) while it trains."),
+    port: int = typer.Option(8080, help="Port of the --view page."),
     eager: bool = typer.Option(False, "--eager", help="Run the UNet eagerly instead of from captured CUDA graphs (slower; for debugging)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -49,10 +51,17 @@ def generate(
     """
     from gsdi.generate import generate as run_generate
 
+    on_log = None
+    if view:
+        from gsdi.viewer import show, start_server
+
+        server = start_server(port)
+        typer.echo(f"live view at http://127.0.0.1:{port}")
+        on_log = lambda gen: show(server, dict(gen.params.items()))  # noqa: E731
     if resume is not None:
         if prompt is not None or out is not None or settings:
             raise GsdiError("--resume takes the prompt, --out and settings from the checkpoint; give only --resume DIR")
-        result = run_generate(resume=resume, progress=not quiet)
+        result = run_generate(resume=resume, progress=not quiet, on_log=on_log)
     else:
         if prompt is None:
             raise GsdiError('say what to generate, e.g. gsdi generate "a red castle" (or --resume DIR)')
@@ -60,7 +69,7 @@ def generate(
                      "guidance.method": guidance, "render.backend": renderer, "prior": prior,
                      "checkpoint_every": checkpoint_every, "turntable_frames": None if turntable else 0, "cuda_graphs": False if eager else None,
                      **parse_settings(settings or [])}
-        result = run_generate(prompt, out=out, preset=preset, force=force, progress=not quiet, **overrides)
+        result = run_generate(prompt, out=out, preset=preset, force=force, progress=not quiet, on_log=on_log, **overrides)
     typer.echo(f"wrote {result.ply} ({result.num_gaussians} Gaussians, {result.ms_per_step:.0f} ms/step) "
                f"and {result.preview}")
 
@@ -141,6 +150,29 @@ def render(
     if grid is not None:
         write_png(grid, image_grid(render_orbit(params, frames, size, elevation), min(frames, 8)))
         typer.echo(f"wrote {grid} ({frames} views)")
+
+
+@app.command()
+def view(
+    scene: Path = typer.Argument(..., help="The scene to show (.ply, compressed .ply or .splat)."),
+    port: int = typer.Option(8080, help="Port of the viewer's web page."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 to share on your network)."),
+) -> None:
+    """Open a splat scene in the browser (viser). Ctrl-C stops the viewer."""
+    import time
+
+    from gsdi.export import read_any
+    from gsdi.viewer import show, start_server
+
+    params = read_any(scene)
+    server = start_server(port, host)
+    show(server, params)
+    typer.echo(f"viewing {scene} ({params['means'].shape[0]} Gaussians) at http://{host}:{port} (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        server.stop()
 
 
 def parse_settings(items: list[str]) -> dict[str, str]:
@@ -230,3 +262,7 @@ def write_error_log() -> Path:
         except OSError:
             continue
     return Path("(could not write a log)")
+
+
+if __name__ == "__main__":
+    main()

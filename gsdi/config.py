@@ -127,15 +127,20 @@ class GenerateConfig:
         return _from_dict(cls, data)
 
 
-# Presets are overrides in the dotted form `make_config` takes. Values are provisional until the
-# GPU speed work measures the trade-offs (see README).
+# Presets are overrides in the dotted form `make_config` takes, chosen from measurements
+# (docs/benchmarks.md, docs/bench_step.md, docs/eval/): on an H200 with an SD-2.1-base-shaped prior,
+# SDI with K = 10 costs 129 ms/step, K = 5 94 ms, K = 3 80 ms, and on the world evaluation K = 5
+# scored like K = 10; so `default` takes K = 5 to keep a whole generation under 3 minutes and
+# `preview` K = 3 at 256^2 renders, 250 steps, to stay under 30 s.
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
+    "default": {
+        "guidance.inversion_steps": 5,
+    },
     "preview": {
         "steps": 250,
         "densify.refine_start_iter": 50,
         "scene.num_points": 2048,
-        "guidance.inversion_steps": 5,
+        "guidance.inversion_steps": 3,
         "render.max_resolution": 256,
         "densify.max_gaussians": 20_000,
     },

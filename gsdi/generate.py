@@ -12,7 +12,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from gsdi import __version__
 from gsdi.config import GenerateConfig, make_config
@@ -51,24 +51,26 @@ def generate(
     force: bool = False,
     resume: str | Path | None = None,
     progress: bool = True,
+    on_log: "Callable[[Generation], None] | None" = None,
     **overrides: Any,
 ) -> GenerateResult:
     """Generate a scene for `prompt` into folder `out` (scene.ply, config.json, preview.png, metrics.json).
 
     Either give `config`, or a prompt with a preset and overrides (`steps=200`, `guidance__method="sds"`
     or {"guidance.method": "sds"} via **). `resume=DIR` continues DIR's checkpoint instead (its
-    settings come from the checkpoint). Raises GsdiError on user mistakes, Interrupted on SIGINT/SIGTERM
+    settings come from the checkpoint). `on_log(generation)` is called at every logged step (the
+    live viewer uses it). Raises GsdiError on user mistakes, Interrupted on SIGINT/SIGTERM
     (after saving a checkpoint and the current scene.ply).
     """
     if resume is not None:
-        return resume_run(Path(resume), progress)
+        return resume_run(Path(resume), progress, on_log)
     if config is None:
         config = make_config(prompt or "", preset, **overrides)
     out = prepare_output_dir(Path(out) if out is not None else default_output_dir(config.prompt), force)
-    return run(config, out, progress)
+    return run(config, out, progress, on_log=on_log)
 
 
-def resume_run(out: Path, progress: bool = True) -> GenerateResult:
+def resume_run(out: Path, progress: bool = True, on_log=None) -> GenerateResult:
     """Continue the generation whose checkpoint is in `out` to the end of its schedule."""
     from gsdi.checkpoint import read_checkpoint, restore
     from gsdi.config import validate
@@ -81,7 +83,7 @@ def resume_run(out: Path, progress: bool = True) -> GenerateResult:
     gen = Generation(config)
     restore(gen, meta, tensors)
     gen.history, gen.seconds = list(meta.get("history", [])), float(meta.get("seconds", 0.0))
-    return run(config, out, progress, gen=gen)
+    return run(config, out, progress, gen=gen, on_log=on_log)
 
 
 class Interrupted(Exception):
@@ -119,7 +121,8 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
-def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, gen: "Generation | None" = None) -> GenerateResult:
+def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, gen: "Generation | None" = None,
+        on_log: "Callable[[Generation], None] | None" = None) -> GenerateResult:
     """The whole generation into the prepared folder `out`; `prior` shares an already loaded prior,
     `gen` continues a restored one. Checkpoints every `config.checkpoint_every` steps and at the end."""
     import torch
@@ -151,6 +154,8 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
             if record is not None:
                 gen.history.append(record)
                 bar.update(gen.step, record)
+                if on_log is not None:
+                    on_log(gen)
             if stop.received is not None:
                 checkpoint()
                 write_ply(out / "scene.ply", gen.params)

@@ -9,13 +9,23 @@ from gsdi.priors import TextCond
 
 
 def pytest_collection_modifyitems(config, items):
-    # CUDA tests run on the GPU machine; elsewhere they are skipped with the reason shown (-ra).
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU with gsplat's extension: run `pytest -m cuda` on the device machine")
+    # CUDA tests run on the GPU machine, browser tests where Chromium is installed (.ci/run installs it);
+    # elsewhere they are skipped with the reason shown (-ra, on in pyproject's addopts).
+    import importlib.util
+    import shutil
+
+    skips = {}
+    if not torch.cuda.is_available():
+        skips["cuda"] = "needs a CUDA GPU with gsplat's extension: run `pytest -m cuda` on the device machine"
+    missing = [name for name in ("chromium", "chromedriver") if not (shutil.which(name) or shutil.which(f"{name}-browser"))]
+    if importlib.util.find_spec("selenium") is None:
+        missing.append("selenium (pip)")
+    if missing:
+        skips["browser"] = f"needs {', '.join(missing)}: apt install chromium chromium-driver (see .ci/run)"
     for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in skips.items():
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

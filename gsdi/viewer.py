@@ -1,0 +1,58 @@
+"""A live splat viewer in the browser (viser): `gsdi view SCENE.ply`, `gsdi generate --view`.
+
+The scene is shown in gsdi's axes (-Y up, front +Z); the initial camera looks at the front from
+slightly above, as preview.png's first view does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gsdi.errors import GsdiError
+
+
+def start_server(port: int = 8080, host: str = "127.0.0.1") -> Any:
+    """A viser server with gsdi's up direction and the front camera; GsdiError if viser is missing."""
+    try:
+        import viser
+    except ImportError:
+        raise GsdiError("the viewer needs viser: pip install 'gsdi[viewer]'") from None
+    try:
+        server = viser.ViserServer(host=host, port=port, verbose=False)
+    except OSError as error:
+        raise GsdiError(f"cannot start the viewer on {host}:{port} ({error.strerror or error}); try --port") from None
+    server.scene.set_up_direction("-y")
+    server.initial_camera.position = (0.0, -0.8, 2.4)
+    server.initial_camera.look_at = (0.0, 0.0, 0.0)
+    server.initial_camera.up = (0.0, -1.0, 0.0)
+    return server
+
+
+def splat_arrays(params: dict[str, Tensor]) -> dict[str, Any]:
+    """Raw parameters -> viser's centers [N,3], covariances [N,3,3], rgbs [N,3], opacities [N,1] (numpy)."""
+    from gsdi.kernels.projection import SH_C0
+
+    with torch.no_grad():
+        q = torch.nn.functional.normalize(params["quats"].detach().float().cpu(), dim=1)
+        w, x, y, z = q.unbind(1)
+        R = torch.stack([
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ], dim=1).reshape(-1, 3, 3)
+        S = torch.exp(params["scales"].detach().float().cpu())
+        M = R * S[:, None, :]
+        return {
+            "centers": params["means"].detach().float().cpu().numpy(),
+            "covariances": (M @ M.transpose(1, 2)).numpy(),
+            "rgbs": (params["sh0"].detach().float().cpu()[:, 0] * SH_C0 + 0.5).clamp(0, 1).numpy(),
+            "opacities": torch.sigmoid(params["opacities"].detach().float().cpu())[:, None].numpy(),
+        }
+
+
+def show(server: Any, params: dict[str, Tensor]) -> None:
+    """Show (or replace) the scene's splats on every connected browser."""
+    server.scene.add_gaussian_splats("/scene", **splat_arrays(params))
