@@ -27,7 +27,7 @@ def _root() -> None:
 def generate(
     prompt: Optional[str] = typer.Argument(None, help='What to make, e.g. "a castle". Not needed with --resume.'),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/<prompt>). Gets scene.ply, preview.png, turntable.mp4, config.json, metrics.json and checkpoint.safetensors."),
-    guidance: str = typer.Option("sdi", help="sdi (DDIM-inverted noise, sharp) or sds (random noise, the classic baseline)."),
+    guidance: str = typer.Option("auto", help="sdi (noise from DDIM inversion of the render, the paper's method), sds (random noise, the classic baseline) or auto: sdi for Stable Diffusion, sds with annealed t for the embedded prior (where SDI measurably does worse: docs/eval/findings.md)."),
     prior: Optional[str] = typer.Option(None, help="Diffusion prior: embedded (default: the small world model shipped with gsdi, works offline; prompts like \"a red castle\"), a Stable Diffusion hub id such as stabilityai/stable-diffusion-2-1-base, or a local diffusers folder."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: from the preset)."),
     seed: int = typer.Option(0, help="Random seed; the same seed and settings give the same result."),
@@ -74,7 +74,8 @@ def generate(
                f"and {result.preview}")
 
 
-FORMATS = {"ply": ".ply", "splat": ".splat", "ply-compressed": ".compressed.ply"}
+FORMATS = {"ply": ".ply", "splat": ".splat", "ply-compressed": ".compressed.ply",
+           "mesh-obj": ".mesh.obj", "mesh-ply": ".mesh.ply", "mesh-glb": ".mesh.glb"}
 
 
 @app.command()
@@ -103,11 +104,13 @@ def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard o
 @app.command()
 def export(
     scene: Path = typer.Argument(..., help="The scene to convert (.ply, compressed .ply or .splat)."),
-    format: str = typer.Option(..., "--format", "-f", help="ply (standard 3DGS, SH kept), splat (antimatter15 web viewers, 32 bytes a Gaussian) or ply-compressed (SuperSplat)."),
+    format: str = typer.Option(..., "--format", "-f", help="ply (standard 3DGS, SH kept), splat (antimatter15 web viewers, 32 bytes a Gaussian), ply-compressed (SuperSplat), or a coloured triangle mesh: mesh-obj, mesh-ply, mesh-glb (TSDF fusion of rendered views; needs open3d)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: beside SCENE with the format's extension)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    clean: bool = typer.Option(False, "--clean", help="First drop floaters: statistical outlier removal on the Gaussians' centres (needs open3d)."),
+    voxel: float = typer.Option(0.01, help="Mesh formats: TSDF voxel size in world units (the object spans about 1)."),
 ) -> None:
-    """Convert a splat scene for other viewers. Axes stay gsdi's (INRIA/COLMAP): -Y up, front +Z."""
+    """Convert a splat scene for other viewers or to a mesh. Axes stay gsdi's (INRIA/COLMAP): -Y up, front +Z."""
     from gsdi.export import read_any, write_compressed_ply, write_ply, write_splat
 
     if format not in FORMATS:
@@ -118,11 +121,25 @@ def export(
         raise GsdiError(f"--out {target} is the input file; choose another name")
     if target.exists() and not force:
         raise GsdiError(f"{target} exists; pass --force to overwrite it")
+    note = ""
+    if clean:
+        from gsdi.mesh import clean_splats
+
+        before = params["means"].shape[0]
+        params = clean_splats(params)
+        note = f", {before - params['means'].shape[0]} floaters removed"
+    if format.startswith("mesh-"):
+        from gsdi.mesh import splats_to_mesh, write_mesh
+
+        mesh = splats_to_mesh(params, voxel=voxel)
+        write_mesh(mesh, target)
+        typer.echo(f"wrote {target} ({len(mesh.vertices)} vertices, {len(mesh.triangles)} triangles, "
+                   f"area {mesh.get_surface_area():.3f}{note})")
+        return
     writer = {"ply": write_ply, "splat": write_splat, "ply-compressed": write_compressed_ply}[format]
     count = writer(target, params)
-    count = params["means"].shape[0] if count is None else count
     dropped = params["means"].shape[0] - count
-    typer.echo(f"wrote {target} ({count} Gaussians{f', {dropped} non-finite dropped' if dropped else ''})")
+    typer.echo(f"wrote {target} ({count} Gaussians{f', {dropped} non-finite dropped' if dropped else ''}{note})")
 
 
 @app.command()
@@ -191,7 +208,7 @@ def batch(
     prompts: Path = typer.Argument(..., help="Text file, one prompt per line; '#' comments; optional '| seed=3 preset=preview steps=.. guidance=.. negative=..'."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for one subfolder per prompt plus index.json and index.html."),
     preset: str = typer.Option("default", help="Preset for lines that name none: preview or default."),
-    guidance: Optional[str] = typer.Option(None, help="sdi or sds for lines that name none (default sdi)."),
+    guidance: Optional[str] = typer.Option(None, help="auto, sdi or sds for lines that name none (default auto: see gsdi generate --help)."),
     prior: Optional[str] = typer.Option(None, help="Diffusion prior for every prompt (see gsdi generate --help)."),
     steps: Optional[int] = typer.Option(None, help="Steps for lines that name none (default: the preset's)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda; under torchrun each rank takes GPU LOCAL_RANK."),

@@ -67,7 +67,7 @@ class RenderConfig:
 class GuidanceConfig:
     """Score distillation (shared/method.md). SDS and SDI differ only in how the noise is made."""
 
-    method: Literal["sdi", "sds"] = "sdi"
+    method: Literal["auto", "sdi", "sds"] = "sdi"  # make_config's default is "auto" (see resolve_auto_method)
     cfg_scale: float = 7.5  # standard (diffusers) CFG form: eps_u + s (eps_c - eps_u)
     t_schedule: Literal["auto", "anneal", "random"] = "auto"  # auto: anneal for SDI, random for SDS
     p_min: float = 0.25
@@ -155,11 +155,33 @@ def make_config(prompt: str, preset: str = "default", **overrides: Any) -> Gener
     if preset not in PRESETS:
         raise GsdiError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     config = GenerateConfig(prompt=prompt, preset=preset)
-    given = {k: v for k, v in overrides.items() if v is not None}  # None: not given, the preset decides
+    given = {k.replace("__", "."): v for k, v in overrides.items() if v is not None}  # None: not given
+    given.setdefault("guidance.method", "auto")
     for key, value in {**PRESETS[preset], **given}.items():
-        _set(config, key.replace("__", "."), value)
+        _set(config, key, value)
+    resolve_auto_method(config)
     validate(config)
     return config
+
+
+def resolve_auto_method(config: GenerateConfig) -> None:
+    """`--guidance auto`: SDI for Stable Diffusion; SDS with the annealed t schedule for the embedded
+    prior, where SDI measurably fails (docs/eval/findings.md: 8-11 dB vs 16-23 dB best-instance PSNR).
+    config.json records the resolved method."""
+    if config.guidance.method != "auto":
+        return
+    if is_embedded_prior(config.prior):
+        config.guidance.method = "sds"
+        if config.guidance.t_schedule == "auto":
+            config.guidance.t_schedule = "anneal"
+    else:
+        config.guidance.method = "sdi"
+
+
+def is_embedded_prior(name: str) -> bool:
+    from pathlib import Path
+
+    return name == "embedded" or (Path(name).expanduser() / "gsdi_embedded.json").is_file()
 
 
 def validate(config: GenerateConfig) -> None:
@@ -170,7 +192,7 @@ def validate(config: GenerateConfig) -> None:
         (config.steps >= 1, f"--steps must be at least 1 (got {config.steps})"),
         (config.seed >= 0, f"--seed must be non-negative (got {config.seed})"),
         (config.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda (got {config.device!r})"),
-        (config.guidance.method in ("sdi", "sds"), f"--guidance must be sdi or sds (got {config.guidance.method!r})"),
+        (config.guidance.method in ("sdi", "sds"), f"--guidance must be auto, sdi or sds (got {config.guidance.method!r})"),
         (config.guidance.t_schedule in ("auto", "anneal", "random"), "t_schedule must be auto, anneal or random"),
         (config.render.backend in ("auto", "gsplat", "torch"), f"--renderer must be auto, gsplat or torch (got {config.render.backend!r})"),
         (0 <= config.scene.sh_degree <= 3, "sh_degree must be in 0..3"),

@@ -22,6 +22,10 @@ def pytest_collection_modifyitems(config, items):
         missing.append("selenium (pip)")
     if missing:
         skips["browser"] = f"needs {', '.join(missing)}: apt install chromium chromium-driver (see .ci/run)"
+    try:
+        import open3d  # noqa: F401
+    except ImportError as error:  # e.g. libusb-1.0 missing from the system
+        skips["mesh"] = f"needs open3d importable ({error}): pip install 'gsdi[mesh]' (and apt install libusb-1.0-0)"
     for item in items:
         for marker, reason in skips.items():
             if marker in item.keywords:

@@ -1,0 +1,72 @@
+"""Meshes from splats (TSDF fusion with open3d) and floater removal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gsdi.cli import main
+from gsdi.export import read_ply, write_ply
+
+pytestmark = pytest.mark.mesh
+
+
+def ball_scene(n: int = 4000, seed: int = 0, floaters: int = 0) -> dict[str, torch.Tensor]:
+    """Opaque red Gaussians on a sphere of radius 0.3 (plus optional far-away floaters)."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1) * 0.3
+    if floaters:
+        d = torch.cat([d, torch.randn(floaters, 3, generator=g) * 0.05 + torch.tensor([0.9, 0.0, 0.0])])
+    m = d.shape[0]
+    red = (torch.tensor([0.9, 0.15, 0.1]) - 0.5) / 0.28209479177387814
+    return {"means": d, "scales": torch.full((m, 3), np.log(0.02)), "quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(m, 1),
+            "opacities": torch.full((m,), 4.0), "sh0": red.repeat(m, 1, 1), "shN": torch.zeros(m, 0, 3)}
+
+
+def test_mesh_of_a_sphere_has_its_area_and_colour(tmp_path, capsys):
+    import open3d as o3d
+
+    write_ply(tmp_path / "ball.ply", ball_scene())
+    main(["export", str(tmp_path / "ball.ply"), "--format", "mesh-ply", "--out", str(tmp_path / "ball.mesh.ply")])
+    assert "triangles" in capsys.readouterr().out
+    mesh = o3d.io.read_triangle_mesh(str(tmp_path / "ball.mesh.ply"))
+    area = mesh.get_surface_area()
+    # The splats' surface sits a bit outside r = 0.3 (Gaussians of std 0.02): area of r ~ 0.3-0.34.
+    assert 4 * np.pi * 0.28**2 < area < 4 * np.pi * 0.36**2, area
+    colours = np.asarray(mesh.vertex_colors)
+    assert len(colours) > 100 and colours[:, 0].mean() > 0.6 and colours[:, 1].mean() < 0.35
+    assert len(mesh.cluster_connected_triangles()[2]) == 1  # one component after cleaning
+
+
+@pytest.mark.parametrize("fmt", ["mesh-obj", "mesh-glb"])
+def test_mesh_formats_are_written(tmp_path, fmt, capsys):
+    import open3d as o3d
+
+    write_ply(tmp_path / "ball.ply", ball_scene(n=2000))
+    main(["export", str(tmp_path / "ball.ply"), "--format", fmt, "--voxel", "0.02"])
+    path = tmp_path / ("ball.mesh." + fmt.split("-")[1])
+    assert path.stat().st_size > 1000
+    if fmt == "mesh-obj":
+        assert len(o3d.io.read_triangle_mesh(str(path)).triangles) > 100
+    else:  # glTF binary, read with its spec: 12-byte header "glTF", then a JSON chunk naming the accessors
+        import json
+        import struct
+
+        data = path.read_bytes()
+        magic, version, length = struct.unpack("<4sII", data[:12])
+        assert magic == b"glTF" and version == 2 and length == len(data)
+        chunk_length, chunk_type = struct.unpack("<I4s", data[12:20])
+        gltf = json.loads(data[20:20 + chunk_length])
+        primitive = gltf["meshes"][0]["primitives"][0]
+        assert gltf["accessors"][primitive["indices"]]["count"] > 300  # > 100 triangles
+        assert "COLOR_0" in primitive["attributes"]
+
+
+def test_clean_removes_floaters(tmp_path, capsys):
+    write_ply(tmp_path / "f.ply", ball_scene(n=3000, floaters=8))
+    main(["export", str(tmp_path / "f.ply"), "--format", "ply", "--clean", "--out", str(tmp_path / "c.ply")])
+    assert "floaters removed" in capsys.readouterr().out
+    cleaned = read_ply(tmp_path / "c.ply")
+    assert cleaned["means"].norm(dim=1).max() < 0.5  # the cluster at x = 0.9 is gone
+    assert cleaned["means"].shape[0] > 2900  # the sphere is kept
