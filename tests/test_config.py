@@ -37,3 +37,14 @@ def test_bad_values_are_one_line_errors(prompt, preset, overrides, message):
     with pytest.raises(GsdiError, match=message) as info:
         make_config(prompt, preset, **overrides)
     assert "\n" not in str(info.value)
+
+
+def test_auto_guidance_resolves_by_prior(tiny_sd):
+    from gsdi.config import make_config
+
+    embedded = make_config("a red castle")
+    assert (embedded.guidance.method, embedded.guidance.t_schedule) == ("sds", "anneal")
+    sd = make_config("a castle", prior=str(tiny_sd))
+    assert sd.guidance.method == "sdi"
+    explicit = make_config("a red castle", **{"guidance.method": "sdi"})
+    assert explicit.guidance.method == "sdi" and explicit.guidance.t_schedule == "auto"
