@@ -109,6 +109,7 @@ def export(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     clean: bool = typer.Option(False, "--clean", help="First drop floaters: statistical outlier removal on the Gaussians' centres (needs open3d)."),
     voxel: float = typer.Option(0.01, help="Mesh formats: TSDF voxel size in world units (the object spans about 1)."),
+    y_up: bool = typer.Option(False, "--y-up", help="Rotate 180 degrees about X so +Y is up (three.js / glTF style viewers); default keeps gsdi's -Y up (INRIA/COLMAP style, what most splat viewers expect)."),
 ) -> None:
     """Convert a splat scene for other viewers or to a mesh. Axes stay gsdi's (INRIA/COLMAP): -Y up, front +Z."""
     from gsdi.export import read_any, write_compressed_ply, write_ply, write_splat
@@ -122,6 +123,10 @@ def export(
     if target.exists() and not force:
         raise GsdiError(f"{target} exists; pass --force to overwrite it")
     note = ""
+    if y_up:
+        from gsdi.export import flip_y_up
+
+        params = flip_y_up(params)
     if clean:
         from gsdi.mesh import clean_splats
 

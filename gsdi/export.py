@@ -155,6 +155,24 @@ def read_ply(path: str | Path) -> dict[str, Tensor]:
     return params
 
 
+# --- orientation ----------------------------------------------------------------------------------
+
+# Sign of each SH basis function (gsplat's order, bands 1-3) under (x, y, z) -> (x, -y, -z).
+_FLIP_SIGNS = [-1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1]
+
+
+def flip_y_up(params: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rotate a scene 180 degrees about X: gsdi's -Y-up (INRIA/COLMAP) axes -> +Y up, front -Z
+    (three.js / glTF viewers). Means, rotations and view-dependent SH bands all turn with it."""
+    w, x, y, z = params["quats"].unbind(-1)
+    K = params["shN"].shape[1]
+    signs = torch.tensor(_FLIP_SIGNS[:K], dtype=params["shN"].dtype)
+    return {**params,
+            "means": params["means"] * torch.tensor([1.0, -1.0, -1.0]),
+            "quats": torch.stack([-x, w, -z, y], dim=-1),
+            "shN": params["shN"] * signs[:, None]}
+
+
 # --- other formats ----------------------------------------------------------------------------------
 
 def finite_rows(params: dict[str, Tensor]) -> Tensor:
