@@ -1,7 +1,9 @@
 """The generation loop: text -> 3D Gaussians by score distillation (SDI or SDS).
 
-Read `run` top to bottom: sample cameras -> render -> encode -> pick t -> guidance loss ->
-backward -> optimizer step -> densify -> (log). Each line calls a module that does one job.
+Read `Generation.advance` top to bottom for one step: sample cameras -> render -> encode -> pick t ->
+guidance loss -> backward -> (skip if not finite) -> optimizer step -> densify -> (log). Each line
+calls a module that does one job. `run` drives the steps with a progress bar, checkpoints
+(gsdi.checkpoint), Ctrl-C/SIGTERM handling and the outputs; `resume_run` continues a checkpoint.
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
 
 
 def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
-    """scene.ply, preview.png and metrics.json of a finished generation."""
+    """scene.ply, preview.png, turntable.mp4 (or .gif) and metrics.json of a finished generation."""
     import torch
 
     from gsdi.export import image_grid, write_ply, write_png
