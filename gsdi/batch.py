@@ -204,9 +204,7 @@ def write_index(out: Path, jobs: list[Job]) -> dict[str, Any]:
             status = json.loads((folder / STATUS_FILE).read_text())
         except (OSError, ValueError):
             status = {}
-        state = "done" if is_finished(folder) else status.get("status", "missing")
-        if state == "done" and status.get("status") == "failed":
-            state = "done"  # finished by an earlier run
+        state = "done" if is_finished(folder) else status.get("status", "missing")  # a finished folder wins
         entry = {"index": job.index, "prompt": job.prompt, "options": job.options, "folder": job.folder_name,
                  "status": state, "seconds": status.get("seconds"), "error": status.get("error")}
         for name in ("scene.ply", "preview.png", "turntable.mp4", "turntable.gif"):
