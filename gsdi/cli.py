@@ -40,7 +40,7 @@ def generate(
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints (default 250; 0: only at the end). Ctrl-C and SIGTERM always save one."),
     settings: Optional[list[str]] = typer.Option(None, "--set", help="Any config value as key=value, e.g. --set render.max_resolution=256 (see config.json of a run for the keys). Repeatable."),
     turntable: bool = typer.Option(True, "--turntable/--no-turntable", help="Write turntable.mp4 (a .gif without imageio-ffmpeg) at the end."),
-    view: bool = typer.Option(False, "--view", help="Show the scene live in the browser (viser) while it trains."),
+    view: bool = typer.Option(False, "--view", help="Show the scene live in the browser (viser) while it trains, and the result afterwards until Ctrl-C."),
     port: int = typer.Option(8080, help="Port of the --view page."),
     eager: bool = typer.Option(False, "--eager", help="Run the UNet eagerly instead of from captured CUDA graphs (slower; for debugging)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -72,6 +72,22 @@ def generate(
         result = run_generate(prompt, out=out, preset=preset, force=force, progress=not quiet, on_log=on_log, **overrides)
     typer.echo(f"wrote {result.ply} ({result.num_gaussians} Gaussians, {result.ms_per_step:.0f} ms/step) "
                f"and {result.preview}")
+    if view:
+        from gsdi.export import read_ply
+
+        show(server, read_ply(result.ply))
+        typer.echo(f"the finished scene stays at http://127.0.0.1:{port}; Ctrl-C to quit")
+        serve_until_interrupted(server)
+
+
+def serve_until_interrupted(server) -> None:
+    import time
+
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        server.stop()
 
 
 FORMATS = {"ply": ".ply", "splat": ".splat", "ply-compressed": ".compressed.ply",
@@ -181,8 +197,6 @@ def view(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 to share on your network)."),
 ) -> None:
     """Open a splat scene in the browser (viser). Ctrl-C stops the viewer."""
-    import time
-
     from gsdi.export import read_any
     from gsdi.viewer import show, start_server
 
@@ -190,11 +204,7 @@ def view(
     server = start_server(port, host)
     show(server, params)
     typer.echo(f"viewing {scene} ({params['means'].shape[0]} Gaussians) at http://{host}:{port} (Ctrl-C to stop)")
-    try:
-        while True:
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        server.stop()
+    serve_until_interrupted(server)
 
 
 def parse_settings(items: list[str]) -> dict[str, str]:
