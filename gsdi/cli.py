@@ -100,13 +100,13 @@ def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard o
     import torch
 
     from gsdi.export import read_any
-    from gsdi.kernels.projection import SH_C0
+    from gsdi.scene import sh0_to_rgb, sh_degree_of
 
     p = read_any(scene)
     N = p["means"].shape[0]
-    degree = int(round((p["shN"].shape[1] + 1) ** 0.5)) - 1
+    degree = sh_degree_of(p)
     lo, hi = p["means"].min(0).values, p["means"].max(0).values
-    rgb = (p["sh0"][:, 0] * SH_C0 + 0.5).clamp(0, 1)
+    rgb = sh0_to_rgb(p["sh0"][:, 0]).clamp(0, 1)
     opacity = torch.sigmoid(p["opacities"])
     weight = opacity / opacity.sum()
     mean_rgb = (rgb * weight[:, None]).sum(0)

@@ -145,7 +145,7 @@ def read_ply(path: str | Path) -> dict[str, Tensor]:
         "sh0": cols("f_dc_0", "f_dc_1", "f_dc_2")[:, None, :],
         "shN": shN.reshape(N, 3, -1).transpose(1, 2).contiguous(),
     }
-    bad = ~torch.stack([torch.isfinite(v.reshape(N, -1)).all(dim=1) for v in params.values()]).all(dim=0)
+    bad = ~finite_rows(params)
     if bad.any():
         first = int(bad.nonzero()[0])
         raise GsdiError(f"{path}: {int(bad.sum())} of {N} Gaussians hold NaN or infinite values (first: row {first}); "

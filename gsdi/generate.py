@@ -275,8 +275,7 @@ class Generation:
         if not self._finite(guided.loss):
             self.skipped_steps += 1
             self.bad_in_a_row += 1
-            for optimizer in self.optimizers.values():
-                optimizer.zero_grad(set_to_none=True)
+            self.optimizers_zero_grad()
             if self.bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
                 raise NonFiniteError(
                     f"the loss or its gradient was not finite {self.bad_in_a_row} steps in a row (last at step {self.step}); "

@@ -34,12 +34,10 @@ def rgbd_views(params: dict[str, Tensor], size: int = 256, azimuths: int = 16,
     """Yield (rgb [H,W,3] uint8, depth [H,W] float32 (0 = no surface), K [3,3], viewmat [4,4]) per view."""
     from gsdi.cameras import orbit_cameras
     from gsdi.kernels import rasterization
-    from gsdi.scene import activated
+    from gsdi.scene import activated, sh_degree_of
 
-    pd = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach().float().cpu(), requires_grad=False)
-                                 for k, v in params.items()})
-    g = activated(pd)
-    sh_degree = int(round((pd["shN"].shape[1] + 1) ** 0.5)) - 1
+    g = activated({k: v.detach().float().cpu() for k, v in params.items()})
+    sh_degree = sh_degree_of(params)
     for elevation in elevations:
         az = torch.arange(azimuths, dtype=torch.float32) * (360.0 / azimuths)
         full = lambda value: torch.full((azimuths,), float(value))  # noqa: E731

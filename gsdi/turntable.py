@@ -22,7 +22,7 @@ def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: f
 
     device = params["means"].device
     backend = resolve_backend(backend, device)
-    pd = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach(), requires_grad=False) for k, v in params.items()})
+    params = {k: v.detach() for k, v in params.items()}
     azimuth = torch.arange(frames, dtype=torch.float32) * (360.0 / frames)
     out = []
     with torch.no_grad():
@@ -31,7 +31,7 @@ def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: f
             n = az.shape[0]
             full = lambda value: torch.full((n,), float(value))  # noqa: E731
             cams = orbit_cameras(az, full(elevation), full(distance), full(fov), size, size)
-            out.append(render(pd, cams, background, backend).rgb.cpu())
+            out.append(render(params, cams, background, backend).rgb.cpu())
     return torch.cat(out)
 
 

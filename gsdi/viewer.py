@@ -33,23 +33,16 @@ def start_server(port: int = 8080, host: str = "127.0.0.1") -> Any:
 
 def splat_arrays(params: dict[str, Tensor]) -> dict[str, Any]:
     """Raw parameters -> viser's centers [N,3], covariances [N,3,3], rgbs [N,3], opacities [N,1] (numpy)."""
-    from gsdi.kernels.projection import SH_C0
+    from gsdi.kernels.projection import quat_scale_to_covar
+    from gsdi.scene import sh0_to_rgb
 
+    p = {k: v.detach().float().cpu() for k, v in params.items()}
     with torch.no_grad():
-        q = torch.nn.functional.normalize(params["quats"].detach().float().cpu(), dim=1)
-        w, x, y, z = q.unbind(1)
-        R = torch.stack([
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ], dim=1).reshape(-1, 3, 3)
-        S = torch.exp(params["scales"].detach().float().cpu())
-        M = R * S[:, None, :]
         return {
-            "centers": params["means"].detach().float().cpu().numpy(),
-            "covariances": (M @ M.transpose(1, 2)).numpy(),
-            "rgbs": (params["sh0"].detach().float().cpu()[:, 0] * SH_C0 + 0.5).clamp(0, 1).numpy(),
-            "opacities": torch.sigmoid(params["opacities"].detach().float().cpu())[:, None].numpy(),
+            "centers": p["means"].numpy(),
+            "covariances": quat_scale_to_covar(p["quats"], p["scales"].exp()).numpy(),
+            "rgbs": sh0_to_rgb(p["sh0"][:, 0]).clamp(0, 1).numpy(),
+            "opacities": torch.sigmoid(p["opacities"])[:, None].numpy(),
         }
 
 
