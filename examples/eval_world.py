@@ -41,10 +41,23 @@ METHODS = {  # name: guidance overrides
     "sds-annealed-t": {"guidance.method": "sds", "guidance.t_schedule": "anneal"},
     "sdi": {"guidance.method": "sdi", "guidance.t_schedule": "anneal"},
     "sdi-k10": {"guidance.method": "sdi", "guidance.t_schedule": "anneal", "guidance.inversion_steps": 10},
+    "sdi-paper": {"guidance.method": "sdi", "guidance.t_schedule": "anneal", "guidance.inversion_start": 0,
+                  "guidance.inversion_cfg_scale": -7.5, "guidance.inversion_eta": 0.3},
+    "ism": {"guidance.method": "ism", "guidance.t_schedule": "anneal"},
 }
 DEFAULT_METHODS = ["sds-random-t", "sds-annealed-t", "sdi"]
 AZIMUTHS = [0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0]
 ELEVATIONS = [5.0, 30.0]
+
+
+def random_prompts(n: int, seed: int) -> list[str]:
+    """n distinct "a/an {colour} {category}" prompts drawn with `seed`."""
+    from gsdi.world.language import describe
+    from gsdi.world.objects import CATEGORIES, PALETTE
+
+    g = torch.Generator().manual_seed(seed)
+    pairs = [(c, k) for c in CATEGORIES for k in PALETTE]
+    return [describe(*pairs[i]) for i in torch.randperm(len(pairs), generator=g)[:n].tolist()]
 
 
 def eval_cameras(size: int):
@@ -117,17 +130,31 @@ def image_analogue(prior, prompt: str, world_refs: torch.Tensor, steps: int, see
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", nargs="+", default=["a red castle", "a blue car"])
+    parser.add_argument("--random-prompts", type=int, default=0, metavar="N",
+                        help="instead of --prompts, N prompts drawn at random (category and colour) with --prompt-seed: "
+                             "prompts nobody chose, for held-out checks")
+    parser.add_argument("--prompt-seed", type=int, default=0)
     parser.add_argument("--preset", default="preview")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--prior", default="embedded")
     parser.add_argument("--instances", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-steps", type=int, default=200, help="steps of the 2D analogue")
+    parser.add_argument("--image-steps", type=int, default=200, help="steps of the 2D analogue (0: skip it)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
+                        help=f"any of {', '.join(METHODS)}, or NAME='{{\"guidance.field\": value, ...}}' for a variant")
     parser.add_argument("--device", default="cpu", help="where the generations run (auto, cpu, cuda); scoring is on CPU")
     parser.add_argument("--runs", type=Path, default=None, help="where the generations go (default: a temporary folder)")
     args = parser.parse_args()
+    for i, text in enumerate(args.methods):  # NAME={...}: a named set of config overrides
+        if "={" in text:
+            name, fields = text.split("={", 1)
+            METHODS[name] = json.loads("{" + fields)
+            args.methods[i] = name
+        elif text not in METHODS:
+            parser.error(f"unknown method {text!r}; choose from {', '.join(METHODS)} or give NAME={{...}}")
+    if args.random_prompts:
+        args.prompts = random_prompts(args.random_prompts, args.prompt_seed)
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.runs or Path(tempfile.mkdtemp(prefix="gsdi-eval-"))
 
@@ -158,6 +185,8 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
         best = scored[args.methods[-1]]["best_instance"]
         grid_rows.insert(len(grid_rows) - len(args.methods), inst_rgb[best][len(AZIMUTHS):])
+        if args.image_steps <= 0:
+            continue
         refs = inst_rgb[:, AZIMUTHS.index(0.0)]  # the instances' front views, 5 degrees up
         analogue[prompt], images = image_analogue(prior, prompt, refs, args.image_steps, args.seed)
         print(json.dumps({"prompt": prompt, "image_analogue": analogue[prompt]}), flush=True)

@@ -3,6 +3,7 @@
 The two methods share everything but how the noise kappa (and its timestep t') is produced:
 `sds.sds_noise` draws it, `sdi.sdi_noise` gets it by DDIM inversion of the render. The prediction,
 target and loss below are common, which is the paper's point and keeps the comparison fair.
+`ism.ism_noise` (LucidDreamer's interval score matching) goes through the same loss, for comparison.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import torch
 from torch import Tensor
 
 from gsdi.config import GuidanceConfig
-from gsdi.guidance.ddim import predict_x0, t_annealed, t_uniform
+from gsdi.guidance.ddim import noise_of, t_annealed, t_uniform
+from gsdi.guidance.ism import ism_noise
 from gsdi.guidance.rng import Rng
 from gsdi.guidance.sdi import sdi_noise
 from gsdi.guidance.sds import sds_noise
 from gsdi.priors import Prior, TextCond
 
 NoiseFn = Callable[[Prior, Tensor, int, TextCond, GuidanceConfig, Rng], "tuple[Tensor, int, Tensor]"]
-NOISE: dict[str, NoiseFn] = {"sds": sds_noise, "sdi": sdi_noise}
+NOISE: dict[str, NoiseFn] = {"sds": sds_noise, "sdi": sdi_noise, "ism": ism_noise}
 
 __all__ = ["Rng", "GuidanceOutput", "guidance_loss", "timestep", "NOISE"]
 
@@ -33,6 +35,7 @@ class GuidanceOutput:
     t_noisy: int  # t' of the noisy sample (t for SDS)
     kappa: Tensor  # [B, c, h, w] the noise the update is measured against
     eps: Tensor  # [B, c, h, w] the CFG prediction at (x_t', t')
+    target: Tensor  # [B, c, h, w] the one-step prediction the loss pulls x0 toward (detached)
 
 
 def timestep(step: int, total: int, config: GuidanceConfig, num_train_timesteps: int, rng: Rng) -> int:
@@ -54,10 +57,12 @@ def guidance_loss(
     rng: Rng,
     kappa_fn: NoiseFn | None = None,
 ) -> GuidanceOutput:
-    """loss = 0.5 mean((x0 - target)^2) / B with target the one-step DDIM prediction from (x_t', t').
+    """loss = 0.5 mean((x0 - target)^2) / B, target = x0 - sqrt((1 - abar)/abar) (eps_hat - kappa).
 
-    Its gradient in x0 is proportional to sqrt((1 - abar)/abar) (eps_hat - kappa): the SDS update with
-    weight sigma/alpha. `kappa_fn` overrides the method's noise (tests pass a fixed kappa).
+    For SDS and SDI (kappa = the noise x_t' holds) the target is the one-step DDIM prediction
+    (x_t' - sqrt(1 - abar) eps_hat) / sqrt(abar); the gradient in x0 is sqrt((1 - abar)/abar)
+    (eps_hat - kappa) / numel: the SDS update with weight sigma/alpha. `kappa_fn` overrides the
+    method's noise (tests pass a fixed kappa).
     """
     B = x0.shape[0]
     assert x0.dim() == 4 and text.cond.shape[0] == B, (x0.shape, text.cond.shape)
@@ -66,6 +71,9 @@ def guidance_loss(
         x_t, t_noisy, kappa = noise_fn(prior, x0.detach(), t, text, config, rng)
         t_model = t if config.official_timestep_mix else t_noisy
         eps = prior.predict_noise(x_t, t_model, text, config.cfg_scale)
-        target = predict_x0(x_t, eps, prior.alphas_cumprod[t_model])
+        abar = prior.alphas_cumprod[t_model]
+        if t_model != t_noisy:  # the official mix denoises x_t' as if it were at t: its noise read at t
+            kappa = noise_of(x_t, x0.detach(), abar)
+        target = x0.detach() - ((1 - abar) / abar).sqrt() * (eps - kappa)
     loss = 0.5 * torch.mean((x0 - target) ** 2) / B
-    return GuidanceOutput(loss=loss, t=t, t_noisy=t_noisy, kappa=kappa, eps=eps)
+    return GuidanceOutput(loss=loss, t=t, t_noisy=t_noisy, kappa=kappa, eps=eps, target=target)

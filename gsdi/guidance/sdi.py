@@ -1,9 +1,13 @@
 """SDI noise: kappa from DDIM inversion of the current render x0 up to t' (shared/method.md, step 2).
 
-The inversion runs over the prior's 'leading' grid of K points below t, from a virtual clean start
-(abar = 1), to the end point t' = min(t + delta, T - 1) with delta ~ U{0 .. T//K - 1}; each step uses
-CFG with the inversion scale (default -7.5, leaning away from the prompt) and eta-scaled noise.
-Cost: one CFG-batched UNet call per grid point below t, plus one.
+The inversion runs over the prior's 'leading' grid of K points below t, from a start point, to the
+end point t' = min(t + delta, T - 1) with delta ~ U{0 .. T//K - 1}; each step uses CFG with the
+inversion scale and eta-scaled noise. The paper starts from the clean render (a virtual timestep
+with abar = 1). With `inversion_start` / `inversion_start_ratio` the render is first noised with
+fresh noise to t0 and inverted from there: an off-manifold render (a first blob of Gaussians) makes
+the model's noise prediction at t ~ 0 explode, and a little real noise keeps the inversion on the
+model's manifold of noisy images (docs/eval/findings.md).
+Cost: one CFG-batched UNet call per grid point in [t0, t), plus one.
 """
 
 from __future__ import annotations
@@ -13,8 +17,14 @@ from torch import Tensor
 
 from gsdi.config import GuidanceConfig
 from gsdi.guidance.rng import Rng
-from gsdi.guidance.ddim import CLEAN, ddim_invert, inversion_grid, noise_of
+from gsdi.guidance.ddim import CLEAN, add_noise, ddim_invert, inversion_grid, noise_of
 from gsdi.priors import Prior, TextCond
+
+
+def inversion_start(config: GuidanceConfig, t: int) -> int:
+    """t0 of the inversion: CLEAN (the paper) or max(inversion_start, ratio * t)."""
+    t0 = max(config.inversion_start, int(config.inversion_start_ratio * t))
+    return t0 if t0 > 0 else CLEAN
 
 
 def sdi_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: GuidanceConfig, rng: Rng) -> tuple[Tensor, int, Tensor]:
@@ -23,11 +33,19 @@ def sdi_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: Guidance
     K = config.inversion_steps
     delta = int(torch.randint(0, max(T // K, 1), (1,), generator=rng.host))
     t_end = min(t + delta, T - 1)
-    timesteps = [CLEAN, *inversion_grid(t, T, K, prior.steps_offset), t_end]
+    t0 = inversion_start(config, t)
+    if t0 >= t_end:  # nothing left to invert: fresh noise, as SDS
+        kappa = torch.randn(x0.shape, generator=rng.device, device=x0.device, dtype=x0.dtype)
+        return add_noise(x0, kappa, prior.alphas_cumprod[t_end]), t_end, kappa
+    start = x0
+    if t0 != CLEAN:
+        fresh = torch.randn(x0.shape, generator=rng.device, device=x0.device, dtype=x0.dtype)
+        start = add_noise(x0, fresh, prior.alphas_cumprod[t0])
+    timesteps = [t0, *(g for g in inversion_grid(t, T, K, prior.steps_offset) if g > t0), t_end]
 
     def eps_fn(x: Tensor, s: int) -> Tensor:
         return prior.predict_noise(x, s, text, config.inversion_cfg_scale)
 
     with torch.no_grad():
-        x_t = ddim_invert(eps_fn, x0, prior.alphas_cumprod, timesteps, config.inversion_eta, rng.device)
+        x_t = ddim_invert(eps_fn, start, prior.alphas_cumprod, timesteps, config.inversion_eta, rng.device)
     return x_t, t_end, noise_of(x_t, x0, prior.alphas_cumprod[t_end])

@@ -1,0 +1,181 @@
+"""The 2D dual of score distillation on the world prior: does a noise rule land near DDIM's samples?
+
+    python examples/sdi_dual.py --variants sds sdi sdi-paper ism --seeds 4 --out docs/eval/dual
+
+The paper's process without an optimiser (shared/method.md, "Measured on the world prior"): start
+from an image, and at each of --steps steps with t annealed 0.98 -> 0.02 set the image to the loss's
+target, the one-step prediction from the noisy sample (`GuidanceOutput.target`). With random noise
+(SDS) it is a valid sampler; with SDI's noise it should track DDIM. Every prompt (default: one per
+category) starts from a white canvas with a centred grey disc of radius a sixth of the image, like a
+first render of the initial cloud, and is scored by its error (MSE of RGB in [0, 1]) to the nearest
+of many world renders of the prompt from front cameras, beside the prior's own DDIM-50 samples of
+the same prompt and seeds. Writes dual.json, dual.md and dual.png (a row per method, seed 0) to --out.
+
+A variant is a named set of GuidanceConfig fields (VARIANTS below), or NAME='{"field": value}'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gsdi.cameras import orbit_cameras
+from gsdi.config import GuidanceConfig
+from gsdi.export import image_grid, write_png
+from gsdi.guidance import Rng, guidance_loss
+from gsdi.guidance.ddim import CLEAN, ddim_sample, inversion_grid, t_annealed
+from gsdi.priors import TextCond, load_prior
+from gsdi.world import pad_objects, parse, render_objects, sample_object
+
+PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",
+           "an orange rocket", "a yellow duck", "a purple lamp", "a brown table"]
+PAPER = {"method": "sdi", "inversion_start": 0, "inversion_cfg_scale": -7.5, "inversion_eta": 0.3, "inversion_steps": 10}
+VARIANTS: dict[str, dict] = {
+    "sds": {"method": "sds"},
+    "sdi": {"method": "sdi"},  # the project's defaults, whatever they are
+    "sdi-paper": PAPER,
+    "sdi-paper-cfg7.5-eta0": {**PAPER, "inversion_cfg_scale": 7.5, "inversion_eta": 0.0},
+    "ism": {"method": "ism"},
+}
+
+
+def front_references(prompt: str, instances: int, size: int, cameras: str = "training") -> torch.Tensor:
+    """[instances * V, S, S, 3] world renders of the prompt from V front cameras per instance.
+
+    "training": V = 8 cameras drawn per instance from the prior's training orbits restricted to what
+    "front view" means (|azimuth| < 45; distance 1.5-2, fov 40-70, elevation -10..45), since the
+    prompt does not fix the framing; "fixed": the 4 cameras (azimuth 0, elevation 0/25,
+    distance/fov 1.6/50 and 1.9/65) of the first runs of this script.
+    """
+    spec = parse(prompt)
+    V = 8 if cameras == "training" else 4
+    out = []
+    for m in range(instances):
+        if cameras == "training":
+            g = torch.Generator().manual_seed(5000 + m)
+            u = lambda lo, hi: lo + (hi - lo) * torch.rand(V, generator=g)  # noqa: E731
+            cams = orbit_cameras(u(-45.0, 45.0), u(-10.0, 45.0), u(1.5, 2.0), u(40.0, 70.0), size, size)
+        else:
+            cams = orbit_cameras(torch.zeros(4), torch.tensor([0.0, 0.0, 25.0, 25.0]), torch.tensor([1.6, 1.9, 1.6, 1.9]),
+                                 torch.tensor([50.0, 65.0, 50.0, 65.0]), size, size)
+        out.append(render_objects(pad_objects([sample_object(spec.category, spec.colour, 1000 + m)[0]] * V), cams)[0])
+    return torch.cat(out)
+
+
+def disc_start(size: int) -> torch.Tensor:
+    """[1, 3, S, S] a white canvas with a centred grey (0.5) disc of radius S/6."""
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    inside = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) <= (size / 6) ** 2
+    image = torch.ones(1, 3, size, size)
+    image[:, :, inside] = 0.5
+    return image
+
+
+def variant(text: str) -> tuple[str, dict]:
+    if "={" in text:
+        name, fields = text.split("=", 1) if text.index("=") == text.index("={") else text.split("={", 1)
+        return name, json.loads(fields if fields.startswith("{") else "{" + fields)
+    return text, VARIANTS[text]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", nargs="+", default=PROMPTS)
+    parser.add_argument("--variants", nargs="+", default=["sds", "sdi", "sdi-paper", "ism"])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=4, help="runs per prompt (seeds 0..N-1)")
+    parser.add_argument("--instances", type=int, default=32, help="world instances per prompt in the reference set")
+    parser.add_argument("--references", choices=["training", "fixed"], default="training",
+                        help="front cameras of the reference renders (see front_references)")
+    parser.add_argument("--ddim-steps", type=int, default=50)
+    parser.add_argument("--cfg", type=float, default=7.5, help="CFG of the DDIM samples (the guidance's scale)")
+    parser.add_argument("--no-clamp", dest="clamp", action="store_false",
+                        help="keep targets outside the image range (a render is always inside it, so by default the dual clamps)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--verbose", action="store_true", help="print t, t', kappa std and max |target| at every step")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    device = torch.device(args.device)
+    prior = load_prior("embedded", device)
+    S, T = prior.image_size, prior.alphas_cumprod.shape[0]
+    P, N = len(args.prompts), args.seeds
+    prompts = [p for p in args.prompts for _ in range(N)]  # rows: prompt-major, seed-minor
+    text = TextCond(prior.text_embeddings([f"{p}, front view" for p in prompts]), prior.text_embeddings([""] * len(prompts)))
+    refs = [front_references(p, args.instances, S, args.references).to(device) for p in args.prompts]
+
+    def errors(x: torch.Tensor) -> torch.Tensor:
+        """[P * N] nearest-reference MSE of each row."""
+        rgb = prior.decode(x).permute(0, 2, 3, 1)
+        return torch.stack([((rgb[i][None] - refs[i // N]) ** 2).flatten(1).mean(1).min() for i in range(P * N)])
+
+    noise = torch.cat([torch.randn(1, *prior.encode(disc_start(S).to(device)).shape[1:],
+                                   generator=torch.Generator().manual_seed(seed)) for _ in args.prompts for seed in range(N)])
+    grid = [*inversion_grid(T, T, args.ddim_steps, prior.steps_offset)][::-1] + [CLEAN]
+    start = time.time()
+    ddim = ddim_sample(lambda v, t: prior.predict_noise(v, t, text, args.cfg), noise.to(device), prior.alphas_cumprod, grid)
+    results = {"ddim": {"errors": errors(ddim).tolist(), "unet_calls": len(grid) - 1, "seconds": round(time.time() - start, 1)}}
+    images = {"ddim": prior.decode(ddim[::N]).cpu()}
+    print(json.dumps({"method": "ddim", "mean_error": round(float(errors(ddim).mean()), 4)}), flush=True)
+
+    start_image = prior.encode(disc_start(S).to(device)).expand(P * N, -1, -1, -1).clone()
+    for text_variant in args.variants:
+        name, fields = variant(text_variant)
+        config = GuidanceConfig(**fields)
+        x, rng = start_image.clone(), Rng.seeded(0, device)
+        calls = {"n": 0}
+        predict = prior.predict_noise
+
+        def counted(*a, **k):
+            calls["n"] += 1
+            return predict(*a, **k)
+
+        prior.predict_noise = counted
+        kappa_std, begin = [], time.time()
+        for step in range(args.steps):
+            t = t_annealed(step, args.steps - 1, T, 0.02, 0.98)
+            out = guidance_loss(prior, x, text, t, config, rng)
+            kappa_std.append(round(float(out.kappa.std()), 3))
+            if args.verbose:
+                print(step, t, out.t_noisy, round(float(out.kappa.std()), 3), round(float(out.target.abs().max()), 2), flush=True)
+            x = out.target.clamp(-1, 1) if args.clamp else out.target
+        prior.predict_noise = predict
+        err = errors(x)
+        results[name] = {"fields": fields, "errors": err.tolist(), "unet_calls": calls["n"],
+                         "kappa_std_by_step": kappa_std, "seconds": round(time.time() - begin, 1)}
+        images[name] = prior.decode(x[::N]).cpu()
+        print(json.dumps({"method": name, "mean_error": round(float(err.mean()), 4), "unet_calls": calls["n"],
+                          "kappa_std_first_mid_last": kappa_std[:: max(args.steps // 2 - 1, 1)]}), flush=True)
+
+    def per_prompt(errs: list[float]) -> list[float]:
+        return [sum(errs[i * N:(i + 1) * N]) / N for i in range(P)]
+
+    reference = per_prompt(results["ddim"]["errors"])
+    for name, r in results.items():
+        r["per_prompt"] = dict(zip(args.prompts, [round(e, 4) for e in per_prompt(r["errors"])]))
+        r["ratio_to_ddim"] = dict(zip(args.prompts, [round(e / d, 2) for e, d in zip(per_prompt(r["errors"]), reference)]))
+        r["worst_ratio"] = max(r["ratio_to_ddim"].values())
+    command = "python examples/sdi_dual.py " + shlex.join(sys.argv[1:])
+    (args.out / "dual.json").write_text(json.dumps({"command": command, "prompts": args.prompts, "seeds": N,
+                                                    "steps": args.steps, "results": results}, indent=1))
+    short = [p.split()[-1] for p in args.prompts]
+    lines = [f"Made by: `{command}`", "",
+             f"Nearest-world-render error (MSE, mean of {N} seeds; lower is better); in brackets the ratio to DDIM-{args.ddim_steps}.", "",
+             "| method | UNet calls | " + " | ".join(short) + " | worst ratio |", "|---" * (P + 3) + "|"]
+    for name, r in results.items():
+        cells = [f"{r['per_prompt'][p]:.4f} ({r['ratio_to_ddim'][p]:.2f})" for p in args.prompts]
+        lines.append(f"| {name} | {r['unet_calls']} | " + " | ".join(cells) + f" | {r['worst_ratio']:.2f} |")
+    (args.out / "dual.md").write_text("\n".join(lines) + "\n")
+    write_png(args.out / "dual.png", image_grid(torch.cat(list(images.values())).permute(0, 2, 3, 1), P))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
