@@ -39,6 +39,9 @@ class Cameras:
         return [view_word(float(a), float(e)) for a, e in zip(self.azimuth, self.elevation)]
 
 
+VIEW_WORDS = ("front", "side", "back", "overhead")  # what view_word returns; prompts append "{word} view"
+
+
 def view_word(azimuth: float, elevation: float) -> str:
     """The view-dependent prompt word (shared/method.md): overhead, front, back or side."""
     if elevation > 60.0:

@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: wraps cleanly at 80 columns, never cuts words
 )
 
 
@@ -25,24 +26,24 @@ def _root() -> None:
 
 @app.command()
 def generate(
-    prompt: Optional[str] = typer.Argument(None, help='What to make, e.g. "a castle". Not needed with --resume.'),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/<prompt>). Gets scene.ply, preview.png, turntable.mp4, config.json, metrics.json and checkpoint.safetensors."),
-    guidance: str = typer.Option("auto", help="sdi (noise from DDIM inversion of the render, the paper's method), sds (random noise, the classic baseline) or auto: sdi for Stable Diffusion, sds with annealed t for the embedded prior (where SDI measurably does worse: docs/eval/findings.md)."),
-    prior: Optional[str] = typer.Option(None, help="Diffusion prior: embedded (default: the small world model shipped with gsdi, works offline; prompts like \"a red castle\"), a Stable Diffusion hub id such as stabilityai/stable-diffusion-2-1-base, or a local diffusers folder."),
+    prompt: Optional[str] = typer.Argument(None, help='What to make, e.g. "a red castle". A trailing ", front view" (or side, back, overhead) is replaced by each camera\'s own view. Not needed with --resume.'),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/<prompt>): scene.ply, preview.png, turntable.mp4, config.json, metrics.json, checkpoint.safetensors."),
+    guidance: str = typer.Option("auto", help="sdi (noise from DDIM inversion of the render), sds (random noise) or auto: sds with annealed t on the embedded prior, sdi on Stable Diffusion (README, Guidance)."),
+    prior: Optional[str] = typer.Option(None, help="embedded (default: gsdi's small world model, offline), a Stable Diffusion hub id or a local diffusers folder."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: from the preset)."),
-    seed: int = typer.Option(0, help="Random seed; the same seed and settings give the same result."),
+    seed: int = typer.Option(0, help="Random seed; same seed and settings, same result."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
-    preset: str = typer.Option("default", help="preview (fast, rough) or default."),
-    negative: str = typer.Option("", help="Negative prompt for classifier-free guidance."),
-    renderer: str = typer.Option("auto", help="auto (gsplat on CUDA, built-in torch renderer elsewhere), gsplat or torch."),
-    force: bool = typer.Option(False, "--force", help="Write into an --out that already holds files (gsdi's own files there are overwritten)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted generation in this folder from its checkpoint (its settings come from the checkpoint)."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints (default 250; 0: only at the end). Ctrl-C and SIGTERM always save one."),
-    settings: Optional[list[str]] = typer.Option(None, "--set", help="Any config value as key=value, e.g. --set render.max_resolution=256 (see config.json of a run for the keys). Repeatable."),
-    turntable: bool = typer.Option(True, "--turntable/--no-turntable", help="Write turntable.mp4 (a .gif without imageio-ffmpeg) at the end."),
-    view: bool = typer.Option(False, "--view", help="Show the scene live in the browser (viser) while it trains, and the result afterwards until Ctrl-C."),
+    preset: str = typer.Option("default", help="preview (fast, rough) or default (README, Presets: time and look)."),
+    negative: str = typer.Option("", help="Negative prompt (classifier-free guidance)."),
+    renderer: str = typer.Option("auto", help="auto (gsplat on CUDA, gsdi's torch renderer elsewhere), gsplat or torch."),
+    force: bool = typer.Option(False, "--force", help="Write into an --out that holds files (gsdi's files there are replaced)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted generation in this folder (settings from its checkpoint)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints (default 250; 0: at the end only). Ctrl-C always saves one."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="Any config value as key=value, e.g. --set render.max_resolution=256; the keys are those of a run's config.json. Repeatable."),
+    turntable: bool = typer.Option(True, "--turntable/--no-turntable", help="Write turntable.mp4 (or .gif without imageio-ffmpeg) at the end."),
+    view: bool = typer.Option(False, "--view", help="Watch it train in the browser (viser); the result stays shown until Ctrl-C."),
     port: int = typer.Option(8080, help="Port of the --view page."),
-    eager: bool = typer.Option(False, "--eager", help="Run the UNet eagerly instead of from captured CUDA graphs (slower; for debugging)."),
+    eager: bool = typer.Option(False, "--eager", help="CUDA: run the UNet eagerly, not from captured graphs (slower; debugging)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Generate a 3D Gaussian splat scene from a text prompt.
@@ -96,7 +97,10 @@ FORMATS = {"ply": ".ply", "splat": ".splat", "ply-compressed": ".compressed.ply"
 
 @app.command()
 def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard or compressed) or .splat.")) -> None:
-    """Count, SH degree, bounds, size on disk and colours of a splat scene."""
+    """Count, bounds and colours of a splat scene.
+
+    Also the SH degree, size on disk and opacities.
+    """
     import torch
 
     from gsdi.export import read_any
@@ -120,18 +124,24 @@ def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard o
 @app.command()
 def export(
     scene: Path = typer.Argument(..., help="The scene to convert (.ply, compressed .ply or .splat)."),
-    format: str = typer.Option(..., "--format", "-f", help="ply (standard 3DGS, SH kept), splat (antimatter15 web viewers, 32 bytes a Gaussian), ply-compressed (SuperSplat), or a coloured triangle mesh: mesh-obj, mesh-ply, mesh-glb (TSDF fusion of rendered views; needs open3d)."),
+    format: str = typer.Option(..., "--format", "-f", help="ply (standard 3DGS), splat (web viewers), ply-compressed (SuperSplat), or a coloured mesh: mesh-obj, mesh-ply, mesh-glb (needs open3d)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: beside SCENE with the format's extension)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
-    clean: bool = typer.Option(False, "--clean", help="First drop floaters: statistical outlier removal on the Gaussians' centres (needs open3d)."),
-    voxel: float = typer.Option(0.01, help="Mesh formats: TSDF voxel size in world units (the object spans about 1)."),
-    y_up: bool = typer.Option(False, "--y-up", help="Rotate 180 degrees about X so +Y is up (three.js / glTF style viewers); default keeps gsdi's -Y up (INRIA/COLMAP style, what most splat viewers expect)."),
+    clean: bool = typer.Option(False, "--clean", help="First drop floaters (outlier removal on the centres; needs open3d)."),
+    voxel: float = typer.Option(0.01, help="Mesh formats: voxel size in world units (objects span about 1)."),
+    y_up: Optional[bool] = typer.Option(None, "--y-up/--y-down", help="Up axis of the file. Default per format: +Y for meshes (glTF's rule), -Y for splats (what splat viewers expect)."),
 ) -> None:
-    """Convert a splat scene for other viewers or to a mesh. Axes stay gsdi's (INRIA/COLMAP): -Y up, front +Z."""
+    """Convert a splat scene for other viewers or to a mesh.
+
+    Splat formats keep gsdi's axes (-Y up, front +Z, as INRIA/COLMAP captures); mesh formats are
+    written +Y up, as glTF requires and mesh tools assume. --y-up / --y-down override either.
+    """
     from gsdi.export import read_any, write_compressed_ply, write_ply, write_splat
 
     if format not in FORMATS:
         raise GsdiError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
+    if y_up is None:
+        y_up = format.startswith("mesh-")
     params = read_any(scene)
     target = out or scene.with_name(scene.name.split(".")[0] + FORMATS[format])
     if target.resolve() == scene.resolve():
@@ -166,14 +176,15 @@ def export(
 @app.command()
 def render(
     scene: Path = typer.Argument(..., help="The scene to render (.ply, compressed .ply or .splat)."),
-    turntable: Optional[Path] = typer.Option(None, "--turntable", help="Write a turntable video: .mp4 (needs imageio-ffmpeg; else a .gif is written) or .gif."),
+    turntable: Optional[Path] = typer.Option(None, "--turntable", help="Write a turntable video: .mp4 (a .gif without imageio-ffmpeg) or .gif."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write a PNG grid of views around the object."),
-    frames: int = typer.Option(48, help="Turntable frames (or grid views)."),
+    frames: int = typer.Option(48, help="Turntable frames."),
+    views: int = typer.Option(8, help="Views in the grid (as preview.png)."),
     elevation: float = typer.Option(15.0, help="Camera elevation in degrees (positive looks down)."),
     size: int = typer.Option(256, help="Image side in pixels."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
 ) -> None:
-    """Render a turntable video and/or a grid of views of a splat scene (CPU or GPU)."""
+    """Render a turntable and/or a grid of views (CPU or GPU)."""
     from gsdi.export import image_grid, read_any, write_png
     from gsdi.generate import resolve_device
     from gsdi.turntable import render_orbit, write_turntable
@@ -186,15 +197,15 @@ def render(
         written = write_turntable(params, turntable, frames=frames, size=size, elevation=elevation)
         typer.echo(f"wrote {written} ({frames} frames)")
     if grid is not None:
-        write_png(grid, image_grid(render_orbit(params, frames, size, elevation), min(frames, 8)))
-        typer.echo(f"wrote {grid} ({frames} views)")
+        write_png(grid, image_grid(render_orbit(params, views, size, elevation), min(views, 4)))
+        typer.echo(f"wrote {grid} ({views} views)")
 
 
 @app.command()
 def view(
     scene: Path = typer.Argument(..., help="The scene to show (.ply, compressed .ply or .splat)."),
     port: int = typer.Option(8080, help="Port of the viewer's web page."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 to share on your network)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: your network)."),
 ) -> None:
     """Open a splat scene in the browser (viser). Ctrl-C stops the viewer."""
     from gsdi.export import read_any
@@ -220,16 +231,18 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 
 @app.command()
 def batch(
-    prompts: Path = typer.Argument(..., help="Text file, one prompt per line; '#' comments; optional '| seed=3 preset=preview steps=.. guidance=.. negative=..'."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for one subfolder per prompt plus index.json and index.html."),
+    prompts: Path = typer.Argument(..., help="Text file: a prompt per line, '#' comments, optional '| seed=3 preset=preview steps=.. guidance=.. negative=..'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder: a subfolder per prompt, index.json, index.html."),
     preset: str = typer.Option("default", help="Preset for lines that name none: preview or default."),
-    guidance: Optional[str] = typer.Option(None, help="auto, sdi or sds for lines that name none (default auto: see gsdi generate --help)."),
+    guidance: Optional[str] = typer.Option(None, help="auto, sdi or sds for lines that name none (default auto)."),
     prior: Optional[str] = typer.Option(None, help="Diffusion prior for every prompt (see gsdi generate --help)."),
     steps: Optional[int] = typer.Option(None, help="Steps for lines that name none (default: the preset's)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda; under torchrun each rank takes GPU LOCAL_RANK."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda; under torchrun rank r takes GPU LOCAL_RANK."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Generate every prompt of a list; shard over GPUs with `torchrun --nproc-per-node N $(which gsdi) batch ...`.
+    """Generate every prompt of a list, on one or several GPUs.
+
+    Over GPUs: `torchrun --nproc-per-node N $(which gsdi) batch PROMPTS --out DIR`.
 
     Finished prompts (folder with scene.ply) are skipped, so rerunning resumes; a failing prompt is
     recorded in index.json and the others go on.

@@ -61,6 +61,7 @@ class RenderConfig:
     backend: Literal["auto", "gsplat", "torch"] = "auto"  # auto: gsplat on CUDA, ours elsewhere
     max_resolution: int = 512  # renders at min(prior's image size, this), resized to the prior's
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    preview_size: int = 256  # side of each view in preview.png and turntable.mp4 (splats render at any size)
 
 
 @dataclass
@@ -154,6 +155,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Wall seconds of `gsdi generate "a red castle" --preset P [--guidance sdi]` with the embedded prior on
+# 2 CPU cores (README, Presets), by (preset, guidance method): what a CPU run announces at its start.
+CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 50, ("preview", "sdi"): 82, ("default", "sds"): 366}
+
+
 def make_config(prompt: str, preset: str = "default", **overrides: Any) -> GenerateConfig:
     """Defaults, then the preset, then `overrides` (keys `steps` or dotted `guidance.method`).
 
@@ -208,6 +214,7 @@ def validate(config: GenerateConfig) -> None:
         (1 <= config.guidance.inversion_steps <= 1000, "guidance.inversion_steps must be in 1..1000"),
         (0.0 <= config.guidance.p_min <= config.guidance.p_max <= 1.0, "need 0 <= p_min <= p_max <= 1"),
         (config.render.max_resolution >= 16, "render.max_resolution must be at least 16"),
+        (config.render.preview_size >= 16, "render.preview_size must be at least 16"),
         (config.densify.max_gaussians >= config.scene.num_points, "densify.max_gaussians must be >= scene.num_points"),
         (0.0 <= config.densify.grow_quantile <= 1.0, "densify.grow_quantile must be in [0, 1]"),
         (config.log_every >= 1, "log_every must be at least 1"),

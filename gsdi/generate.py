@@ -68,8 +68,30 @@ def generate(
         return resume_run(Path(resume), progress, on_log)
     if config is None:
         config = make_config(prompt or "", preset, **overrides)
-    out = prepare_output_dir(Path(out) if out is not None else default_output_dir(config.prompt), force)
-    return run(config, out, progress, on_log=on_log)
+    out = Path(out) if out is not None else default_output_dir(config.prompt)
+    check_output_dir(out, force)  # everything that can be refused is refused before a byte is written:
+    gen = Generation(config)  # the prior loads and reads every prompt the run will use
+    before = set(out.iterdir()) if out.is_dir() else None
+    prepare_output_dir(out, force)
+    try:
+        return run(config, out, progress, gen=gen, on_log=on_log)
+    except Interrupted:
+        raise  # a checkpoint was saved: keep it for --resume
+    except BaseException:
+        if gen.step <= 1:  # failed before a first step was done: leave the folder as it was
+            remove_new_files(out, before)
+        raise
+
+
+def remove_new_files(out: Path, before: "set[Path] | None") -> None:
+    """Delete what this run added to `out` (and `out` itself if this run created it)."""
+    import shutil
+
+    for path in out.iterdir():
+        if before is None or path not in before:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if before is None:
+        out.rmdir()
 
 
 def resume_run(out: Path, progress: bool = True, on_log=None) -> GenerateResult:
@@ -142,6 +164,8 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
         save_checkpoint(gen, out, {"history": gen.history, "seconds": gen.seconds})
 
     with StopSignals() as stop, StepProgress(config.steps, enabled=progress, start=gen.step) as bar:
+        if gen.device.type == "cpu" and gen.step == 0:
+            bar.note(expected_cpu_time(config))
         while gen.step < config.steps:
             start = time.perf_counter()
             try:
@@ -153,9 +177,9 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
                 checkpoint()
                 raise GsdiError(f"{error} (a checkpoint of step {gen.step} is in {out})") from None
             gen.seconds += time.perf_counter() - start
+            bar.update(gen.step, record)
             if record is not None:
                 gen.history.append(record)
-                bar.update(gen.step, record)
                 if on_log is not None:
                     on_log(gen)
             if stop.received is not None:
@@ -177,13 +201,13 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
     config = gen.config
     peak = torch.cuda.max_memory_allocated(gen.device) / 2**20 if gen.device.type == "cuda" else None
     write_ply(out / "scene.ply", gen.params)
-    write_png(out / "preview.png", image_grid(gen.eval_views(), 4))
+    write_png(out / "preview.png", image_grid(gen.eval_views(config.render.preview_size), 4))
     turntable = None
     if config.turntable_frames > 0:
         from gsdi.turntable import write_turntable
 
         turntable = write_turntable(dict(gen.params.items()), out / "turntable.mp4", frames=config.turntable_frames,
-                                    size=256, backend=gen.backend).name
+                                    size=config.render.preview_size, backend=gen.backend).name
     result = GenerateResult(out, config, gen.num_gaussians, gen.seconds, 1000 * gen.seconds / config.steps, peak,
                             gen.history)
     write_json(out / "metrics.json", {
@@ -194,6 +218,18 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
         "skipped_steps": gen.skipped_steps, "turntable": turntable, "history": gen.history,
     })
     return result
+
+
+def expected_cpu_time(config: GenerateConfig) -> str | None:
+    """What this preset measured on 2 CPU cores (embedded prior, the preset's steps), or None."""
+    from gsdi.config import CPU_SECONDS, is_embedded_prior
+
+    seconds = CPU_SECONDS.get((config.preset, config.guidance.method))
+    if seconds is None or not is_embedded_prior(config.prior):
+        return None
+    seconds *= config.steps / make_config("a castle", config.preset).steps
+    took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    return f"CPU: {config.preset} ({config.guidance.method}, {config.steps} steps): about {took} on 2 cores; ETA below"
 
 
 def out_of_memory_advice(config: GenerateConfig, device: "torch.device") -> str:
@@ -226,7 +262,8 @@ class Generation:
 
         from gsdi.densify import Densifier
         from gsdi.guidance import Rng
-        from gsdi.priors import load_prior
+        from gsdi.cameras import VIEW_WORDS
+        from gsdi.priors import load_prior, view_prompts
         from gsdi.render import resolve_backend
         from gsdi.scene import init_params, make_optimizers
 
@@ -236,7 +273,10 @@ class Generation:
         self.rng = Rng.seeded(config.seed, self.device)
         torch.manual_seed(config.seed)  # gsplat's densification samples from torch's global generators
         self.prior = prior if prior is not None else load_prior(config.prior, self.device, config.cuda_graphs)
-        self.prior.text_embeddings([config.prompt, config.negative_prompt])  # a prompt the prior cannot read fails now
+        prompts = [config.prompt, config.negative_prompt]
+        if config.camera.view_dependent_prompt:
+            prompts += view_prompts(config.prompt, list(VIEW_WORDS))
+        self.prior.text_embeddings(prompts)  # a prompt the prior cannot read fails now, before any output
         self.size = min(self.prior.image_size, config.render.max_resolution)
         self.params = init_params(config.scene, self.rng.host, self.device)
         self.optimizers = make_optimizers(self.params, config.optim)
@@ -303,14 +343,15 @@ class Generation:
         checks += [torch.isfinite(p.grad).all() for p in self.params.values() if p.grad is not None]
         return bool(torch.stack(checks).all())
 
-    def eval_views(self) -> "torch.Tensor":
-        """[V, H, W, 3] renders from the fixed evaluation orbit (what preview.png shows)."""
+    def eval_views(self, size: int | None = None) -> "torch.Tensor":
+        """[V, S, S, 3] renders from the fixed evaluation orbit (what preview.png shows); S: the training
+        render size unless given."""
         from gsdi.cameras import eval_orbits
         from gsdi.render import render
 
-        cam = self.config.camera
+        cam, size = self.config.camera, size or self.size
         with self._torch.no_grad():
-            views = eval_orbits(cam.eval_views, self.size, self.size, cam.eval_radius, cam.eval_fov, cam.eval_elevation)
+            views = eval_orbits(cam.eval_views, size, size, cam.eval_radius, cam.eval_fov, cam.eval_elevation)
             return render(self.params, views, self.config.render.background, self.backend).rgb
 
 
@@ -339,8 +380,8 @@ def default_output_dir(prompt: str) -> Path:
     return Path("outputs") / slug
 
 
-def prepare_output_dir(out: Path, force: bool = False) -> Path:
-    """Create `out` and check it is writable; refuse to overwrite earlier outputs unless `force`."""
+def check_output_dir(out: Path, force: bool = False) -> None:
+    """Refuse an `out` that is a file, or holds earlier outputs unless `force`; writes nothing."""
     if out.exists() and not out.is_dir():
         raise GsdiError(f"--out {out} exists and is not a folder")
     if not force and out.is_dir() and any(out.iterdir()):
@@ -348,6 +389,11 @@ def prepare_output_dir(out: Path, force: bool = False) -> Path:
         hint = f", --resume {out} to continue its checkpoint" if (out / "checkpoint.safetensors").exists() else ""
         raise GsdiError(f"--out {out} already exists and holds {what}; pass --force to overwrite gsdi's files there"
                         f"{hint}, or choose another folder")
+
+
+def prepare_output_dir(out: Path, force: bool = False) -> Path:
+    """check_output_dir, then create `out` and check it is writable."""
+    check_output_dir(out, force)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".gsdi-write-test"
@@ -363,32 +409,58 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 class StepProgress:
-    """A rich progress bar showing step, t, loss, Gaussian count and it/s; silent when disabled."""
+    """A progress bar that fits 80 columns: steps, bar, rate, ETA (from the first step on), and t, loss
+    and Gaussian count of the last logged step; silent when disabled. `console` is for tests."""
 
-    def __init__(self, total: int, enabled: bool = True, start: int = 0):
+    def __init__(self, total: int, enabled: bool = True, start: int = 0, console=None):
         self.total, self.enabled, self.progress, self.task, self.first = total, enabled, None, None, start
+        self.console = console
 
     def __enter__(self) -> "StepProgress":
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, Progress, TextColumn
 
             self.progress = Progress(
-                TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("t={task.fields[t]} loss={task.fields[loss]} gaussians={task.fields[gaussians]}"),
-                TextColumn("{task.fields[rate]} it/s"), TimeRemainingColumn(),
+                TextColumn("{task.completed}/{task.total}"), BarColumn(bar_width=16),
+                TextColumn("{task.fields[rate]}"), TextColumn("eta {task.fields[eta]}"),
+                TextColumn("t={task.fields[t]} loss={task.fields[loss]} N={task.fields[gaussians]}"),
+                console=self.console,
             )
             self.progress.__enter__()
             self.task = self.progress.add_task("generate", total=self.total, completed=self.first,
-                                               t="-", loss="-", gaussians="-", rate="-")
+                                               t="-", loss="-", gaussians="-", rate="-", eta="-")
             self.start = time.perf_counter()
         return self
 
-    def update(self, step: int, record: dict[str, Any]) -> None:
-        if self.progress is not None:
-            rate = (step - self.first) / max(time.perf_counter() - self.start, 1e-9)
-            self.progress.update(self.task, completed=step, t=record["t"], loss=f"{record['loss']:.4g}",
-                                 gaussians=record["gaussians"], rate=f"{rate:.2f}")
+    def note(self, text: str | None) -> None:
+        """A line above the bar (nothing when disabled or `text` is None)."""
+        if self.progress is not None and text:
+            self.progress.console.print(text)
+
+    def update(self, step: int, record: "dict[str, Any] | None" = None) -> None:
+        """After every step; `record` (t, loss, gaussians) when the step was logged."""
+        if self.progress is None:
+            return
+        done, elapsed = step - self.first, time.perf_counter() - self.start
+        fields = {"rate": rate_text(done, elapsed), "eta": clock(elapsed / max(done, 1) * (self.total - step))}
+        if record is not None:
+            fields.update(t=record["t"], loss=f"{record['loss']:.3g}", gaussians=record["gaussians"])
+        self.progress.update(self.task, completed=step, **fields)
 
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+
+def rate_text(steps: int, seconds: float) -> str:
+    """'12.3 it/s' or, below one step a second, '1.9 s/it'."""
+    if steps <= 0 or seconds <= 0:
+        return "-"
+    per_second = steps / seconds
+    return f"{per_second:.1f} it/s" if per_second >= 1 else f"{1 / per_second:.1f} s/it"
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss or m:ss."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

@@ -8,6 +8,7 @@ clean it (largest connected component, degenerate and unreferenced parts removed
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,19 @@ from gsdi.errors import GsdiError
 MESH_FORMATS = {"mesh-obj": ".obj", "mesh-ply": ".ply", "mesh-glb": ".glb"}
 
 
+SYSTEM_PACKAGES = {"libusb-1.0": "libusb-1.0-0", "libGL": "libgl1", "libgomp": "libgomp1", "libX11": "libx11-6"}
+
+
 def open3d() -> Any:
+    """The open3d module, or a GsdiError that names what is missing (the package, or a system library)."""
     try:
         import open3d as o3d
     except ImportError as error:
+        missing = re.search(r"(lib[\w.+-]+\.so[\w.]*): cannot open shared object file", str(error))
+        if missing:  # open3d is installed, but a system library it loads is not (libusb-1.0 on fresh Debian)
+            package = SYSTEM_PACKAGES.get(missing.group(1).split(".so")[0], "the package that provides it")
+            raise GsdiError(f"open3d is installed but the system library {missing.group(1)} is missing; "
+                            f"install {package} (Debian/Ubuntu: sudo apt-get install {package})") from None
         raise GsdiError(f"meshes need open3d: pip install 'gsdi[mesh]' ({error})") from None
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     return o3d

@@ -16,7 +16,7 @@ def pytest_collection_modifyitems(config, items):
 
     skips = {}
     if not torch.cuda.is_available():
-        skips["cuda"] = "needs a CUDA GPU with gsplat's extension: run `pytest -m cuda` on the device machine"
+        skips["cuda"] = "needs a CUDA GPU with gsplat's extension: run `pytest -m cuda` on a machine with an NVIDIA GPU"
     missing = [name for name in ("chromium", "chromedriver") if not (shutil.which(name) or shutil.which(f"{name}-browser"))]
     if importlib.util.find_spec("selenium") is None:
         missing.append("selenium (pip)")

@@ -1,4 +1,4 @@
-"""The embedded prior's interface, with untrained weights (training and shipping are issue 5's next steps)."""
+"""The embedded prior's interface, checked with untrained weights (fast, no shipped weights needed)."""
 
 from __future__ import annotations
 

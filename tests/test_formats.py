@@ -197,7 +197,7 @@ def test_render_turntable_and_grid(tmp_path, capsys):
     assert frames.shape[0] == 7 and frames.shape[1:3] == (32, 32)
     assert frames.std() > 1  # not blank
     grid = iio.imread(tmp_path / "g.png")
-    assert grid.shape[:2] == (32, 7 * 32)
+    assert grid.shape[:2] == (2 * 32, 4 * 32)  # 8 views (as preview.png), whatever --frames says
 
 
 def test_export_cli_converts_and_refuses_overwrite(tmp_path, capsys):

@@ -70,3 +70,31 @@ def test_clean_removes_floaters(tmp_path, capsys):
     cleaned = read_ply(tmp_path / "c.ply")
     assert cleaned["means"].norm(dim=1).max() < 0.5  # the cluster at x = 0.9 is gone
     assert cleaned["means"].shape[0] > 2900  # the sphere is kept
+
+
+def test_meshes_are_y_up_by_default_and_splats_keep_gsdi_axes(tmp_path, capsys):
+    """A ball with a mast pointing up (gsdi's up is -Y): in glTF (+Y up by its spec) and OBJ the mast
+    must point to +Y; --y-down keeps gsdi's axes; splat formats keep them by default."""
+    import json
+    import struct
+
+    import open3d as o3d
+
+    scene = ball_scene(n=3000)
+    mast = torch.zeros(200, 3)
+    mast[:, 1] = -torch.linspace(0.3, 0.6, 200)  # up, in gsdi's axes
+    scene = {k: torch.cat([v, v[:200]]) for k, v in scene.items()}
+    scene["means"][-200:] = mast
+    write_ply(tmp_path / "m.ply", scene)
+    main(["export", str(tmp_path / "m.ply"), "--format", "mesh-glb", "--voxel", "0.02"])
+    data = (tmp_path / "m.mesh.glb").read_bytes()
+    length = struct.unpack("<I", data[12:16])[0]
+    gltf = json.loads(data[20:20 + length])
+    position = gltf["accessors"][gltf["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
+    assert position["max"][1] > 0.5 and position["min"][1] > -0.4, (position["min"], position["max"])
+    for flag, sign in (([], 1), (["--y-down"], -1)):
+        main(["export", str(tmp_path / "m.ply"), "--format", "mesh-obj", "--voxel", "0.02", "--force", *flag])
+        y = np.asarray(o3d.io.read_triangle_mesh(str(tmp_path / "m.mesh.obj")).vertices)[:, 1]
+        assert sign * y.max() > 0.5 if sign > 0 else y.min() < -0.5
+    main(["export", str(tmp_path / "m.ply"), "--format", "ply", "--out", str(tmp_path / "same.ply")])
+    assert torch.equal(read_ply(tmp_path / "same.ply")["means"], read_ply(tmp_path / "m.ply")["means"])

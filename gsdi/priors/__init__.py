@@ -6,7 +6,10 @@ and `embedded.EmbeddedPrior` (the small world model). Guidance cannot tell them 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from gsdi.cameras import VIEW_WORDS
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -45,9 +48,23 @@ class Prior(Protocol):
         ...
 
 
+_VIEW_PHRASE = re.compile(r"\s*,\s*(?:" + "|".join(VIEW_WORDS) + r")\s+view\s*$", re.IGNORECASE)
+
+
+def without_view(prompt: str) -> str:
+    """The prompt less a trailing view phrase ('a red castle, front view' -> 'a red castle')."""
+    return _VIEW_PHRASE.sub("", prompt).strip()
+
+
+def view_prompts(prompt: str, view_words: list[str]) -> list[str]:
+    """'{prompt}, {word} view' per view; a view the prompt already names is replaced per camera."""
+    base = without_view(prompt)
+    return [f"{base}, {w} view" for w in view_words]
+
+
 def text_cond(prior: Prior, prompt: str, negative: str, view_words: list[str] | None, batch: int) -> TextCond:
-    """Embeddings for `batch` views: '{prompt}, {word} view' when view words are given, else the prompt."""
-    prompts = [f"{prompt}, {w} view" for w in view_words] if view_words is not None else [prompt] * batch
+    """Embeddings for `batch` views: view_prompts(prompt, view_words) when view words are given, else the prompt."""
+    prompts = view_prompts(prompt, view_words) if view_words is not None else [prompt] * batch
     assert len(prompts) == batch, (len(prompts), batch)
     return TextCond(cond=prior.text_embeddings(prompts), uncond=prior.text_embeddings([negative] * batch))
 

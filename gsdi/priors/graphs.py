@@ -2,7 +2,7 @@
 
 An SDI step makes up to K + 1 UNet calls on small batches; eagerly each call costs ~30 ms of
 kernel launches on an H100 whatever the batch, while the GPU work is 10-25 ms. Capturing the call
-once per input shape and replaying it removes the launch cost (issue 6, docs/bench_step.md).
+once per input shape and replaying it removes the launch cost (docs/bench_step.md).
 
 `UNetRunner(unet, graphs=True)` is called like the UNet's forward but returns the output tensor.
 Graphs are captured lazily per (batch, shapes, dtypes) key into one shared memory pool; on CPU, or

@@ -43,15 +43,16 @@ class StableDiffusionPrior:
     @classmethod
     def load(cls, name: str, device: torch.device) -> "StableDiffusionPrior":
         """Load from a hub id (e.g. stabilityai/stable-diffusion-2-1-base) or a local folder."""
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-
-        _quiet()
         folder = Path(name).expanduser()
         looks_local = folder.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
         if looks_local and not folder.is_dir():
             raise GsdiError(f"prior folder {name!r} does not exist; give a hub id or {LAYOUT}")
-        source = str(folder) if looks_local else name
+        source = str(folder) if looks_local else hub_source(name)  # before the heavy imports: fails fast offline
+
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        _quiet()
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         try:
             unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, use_safetensors=True)
@@ -198,3 +199,50 @@ def _char_tokenizer(folder: Path):
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
     tokenizer.save_pretrained(folder)
     return tokenizer
+
+
+HUB_TIMEOUT_S = 4.0  # how long to wait for the hub before telling the user to download elsewhere
+
+
+def hub_source(name: str) -> str:
+    """Where to load hub id `name` from: its cached snapshot if the cache has one, else the hub itself
+    when it answers within HUB_TIMEOUT_S; otherwise a GsdiError that says what to do (no retries)."""
+    import os
+
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not in the cache (LocalEntryNotFoundError and kin)
+        pass
+    advice = (f"download it where there is network (huggingface-cli download {name} --local-dir FOLDER) "
+              "and pass --prior FOLDER")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise GsdiError(f"{name} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {advice}")
+    if not hub_reachable():
+        raise GsdiError(f"{name} is not in the local Hugging Face cache and the hub cannot be reached; {advice}")
+    return name
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub (HF_ENDPOINT) opens within `timeout` seconds, name lookup included."""
+    import os
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    result = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)  # a DNS lookup ignores socket timeouts
+    thread.start()
+    thread.join(timeout)
+    return bool(result)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gsdi.cameras import VIEW_WORDS
 from gsdi.errors import GsdiError
 from gsdi.world.objects import CATEGORIES, PALETTE
 
 ARTICLES = ("a", "an")
-VIEW_WORDS = ("front", "side", "back", "overhead")
 VOCABULARY = (*ARTICLES, *PALETTE, *CATEGORIES, ",", *VIEW_WORDS, "view")
 
 
