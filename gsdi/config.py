@@ -137,9 +137,10 @@ class GenerateConfig:
 
 # Presets are overrides in the dotted form `make_config` takes, chosen from measurements
 # (docs/benchmarks.md, docs/bench_step.md, docs/eval/): on an H200 with an SD-2.1-base-shaped prior,
-# SDI with K = 10 costs 129 ms/step, K = 5 94 ms, K = 3 80 ms, and on the world evaluation K = 5
-# scored like K = 10; so `default` takes K = 5 to keep a whole generation under 3 minutes and
-# `preview` K = 3 at 256^2 renders, 250 steps, to stay under 30 s.
+# SDI with K = 10 cost 129 ms/step, K = 5 94 ms, K = 3 80 ms (clean-start inversion), and on the world
+# evaluation K = 5 scored like K = 10; so `default` takes K = 5 to keep a whole generation under 3
+# minutes. `preview` (250 steps, 256^2 renders) also takes K = 5: with the noised start (t0 = 300) it
+# costs 3.6 UNet calls a step and K = 3 scored lower on the world (21.45 vs 21.77 dB, findings.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
         "guidance.inversion_steps": 5,
