@@ -60,6 +60,28 @@ def random_prompts(n: int, seed: int) -> list[str]:
     return [describe(*pairs[i]) for i in torch.randperm(len(pairs), generator=g)[:n].tolist()]
 
 
+def recognised(recogniser, views: torch.Tensor, spec) -> dict:
+    """Share of views [V, H, W, 3] named as the prompt's category (and colour, when it has one)."""
+    from gsdi.world.recogniser import recognise
+
+    names = recognise(recogniser, views.cpu())
+    category = [c == spec.category for c in names["category"]]
+    both = [c and (spec.colour is None or k == spec.colour) for c, k in zip(category, names["colour"])]
+    return {"recognised": round(sum(both) / len(both), 3), "category_recognised": round(sum(category) / len(category), 3)}
+
+
+def ddim_views(prior, prompt: str, seed: int) -> torch.Tensor:
+    """[8, S, S, 3] DDIM-50 samples (CFG 7.5) of the prompt with the view words of the ring's 8 azimuths."""
+    from gsdi.cameras import view_word
+
+    words = [view_word(a, 30.0) for a in AZIMUTHS]
+    text = TextCond(prior.text_embeddings([f"{prompt}, {w} view" for w in words]), prior.text_embeddings([""] * len(words)))
+    x = prior.encode(torch.zeros(len(words), 3, prior.image_size, prior.image_size, device=prior.device))
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(prior.device)
+    grid = [*inversion_grid(1000, 1000, 50, prior.steps_offset)][::-1] + [CLEAN]
+    return prior.decode(ddim_sample(lambda v, t: prior.predict_noise(v, t, text, 7.5), z, prior.alphas_cumprod, grid)).permute(0, 2, 3, 1)
+
+
 def eval_cameras(size: int):
     az = torch.tensor(AZIMUTHS * len(ELEVATIONS))
     el = torch.tensor([e for e in ELEVATIONS for _ in AZIMUTHS])
@@ -134,6 +156,7 @@ def main() -> None:
                         help="instead of --prompts, N prompts drawn at random (category and colour) with --prompt-seed: "
                              "prompts nobody chose, for held-out checks")
     parser.add_argument("--prompt-seed", type=int, default=0)
+    parser.add_argument("--no-recogniser", action="store_true", help="skip the recognised share (gsdi/world/recogniser.py)")
     parser.add_argument("--preset", default="preview")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--prior", default="embedded")
@@ -158,7 +181,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.runs or Path(tempfile.mkdtemp(prefix="gsdi-eval-"))
 
-    rows, grid_rows, analogue = [], [], {}
+    rows, grid_rows, analogue, ddim_share = [], [], {}, {}
+    recogniser = None
+    if not args.no_recogniser:
+        from gsdi.world.recogniser import load_recogniser
+
+        recogniser = load_recogniser("cpu")
     from gsdi.generate import resolve_device
 
     prior = load_prior(args.prior, resolve_device(args.device))
@@ -179,10 +207,15 @@ def main() -> None:
             with torch.no_grad():
                 r = render(params, cams, (1.0, 1.0, 1.0), "torch")
             scored[name] = score(r.rgb, r.alpha, inst_rgb, inst_alpha)
+            if recogniser is not None:  # the 8 views of the 30-degree ring, named by the recogniser
+                scored[name].update(recognised(recogniser, r.rgb[len(AZIMUTHS):], spec))
             scored[name]["seconds"] = round(result.seconds, 1)
             rows.append({"prompt": prompt, "method": name, **scored[name]})
             grid_rows.append(r.rgb[len(AZIMUTHS):])  # the 30-degree ring
             print(json.dumps(rows[-1]), flush=True)
+        if recogniser is not None:
+            ddim_share[prompt] = recognised(recogniser, ddim_views(prior, prompt, args.seed), spec)
+            print(json.dumps({"prompt": prompt, "ddim_samples": ddim_share[prompt]}), flush=True)
         best = scored[args.methods[-1]]["best_instance"]
         grid_rows.insert(len(grid_rows) - len(args.methods), inst_rgb[best][len(AZIMUTHS):])
         if args.image_steps <= 0:
@@ -194,15 +227,23 @@ def main() -> None:
                   image_grid(torch.cat([images[k] for k in ("sds", "sdi", "ddim")]).permute(0, 2, 3, 1), 3))
 
     write_png(args.out / "grid.png", image_grid(torch.cat(grid_rows), len(AZIMUTHS)))
-    summary = {"command": "python examples/eval_world.py " + shlex.join(sys.argv[1:]), "rows": rows, "image_analogue": analogue}
+    summary = {"command": "python examples/eval_world.py " + shlex.join(sys.argv[1:]), "rows": rows, "image_analogue": analogue,
+               "ddim_samples_recognised": ddim_share}
     (args.out / "eval.json").write_text(json.dumps(summary, indent=2))
-    lines = ["| prompt | method | best-instance PSNR | silhouette IoU | front/back correct | loop s |", "|---|---|---|---|---|---|"]
+    lines = ["| prompt | method | best-instance PSNR | silhouette IoU | front/back correct | recognised | DDIM samples recognised | loop s |",
+             "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['prompt']} | {r['method']} | {r['best_instance_psnr']} | {r['silhouette_iou']} | "
-              f"{r['front_back_correct']} | {r['seconds']} |" for r in rows]
-    lines += ["", "2D analogue (error to the nearest world front view; lower is better):", "",
-              "| prompt | SDS | SDI | DDIM (same UNet calls as SDI) |", "|---|---|---|---|"]
-    lines += [f"| {p} | {a['sds']['nearest_world_mse']} | {a['sdi']['nearest_world_mse']} | {a['ddim']['nearest_world_mse']} |"
-              for p, a in analogue.items()]
+              f"{r['front_back_correct']} | {r.get('recognised', '-')} | "
+              f"{ddim_share.get(r['prompt'], {}).get('recognised', '-')} | {r['seconds']} |" for r in rows]
+    if recogniser is not None:
+        lines += ["", "recognised: share of the 8 views of the 30-degree ring that the world recogniser names as the "
+                  "prompt's category and colour; DDIM samples: the same share for 8 DDIM-50 samples of the prompt "
+                  "(CFG 7.5) with the view words of those 8 cameras."]
+    if analogue:
+        lines += ["", "2D analogue (error to the nearest world front view; lower is better):", "",
+                  "| prompt | SDS | SDI | DDIM (same UNet calls as SDI) |", "|---|---|---|---|"]
+        lines += [f"| {p} | {a['sds']['nearest_world_mse']} | {a['sdi']['nearest_world_mse']} | {a['ddim']['nearest_world_mse']} |"
+                  for p, a in analogue.items()]
     (args.out / "eval.md").write_text(f"Made by: `{summary['command']}`\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -25,37 +25,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gsdi.cameras import sample_orbits
 from gsdi.export import image_grid, write_png
 from gsdi.guidance.ddim import CLEAN, ddim_sample, inversion_grid
 from gsdi.priors import TextCond
 from gsdi.priors.embedded import EmbeddedPrior
-from gsdi.world import CATEGORIES, PALETTE, describe, pad_objects, render_objects, sample_object
+from gsdi.world import CATEGORIES, PALETTE, describe, render_pool
 from gsdi.world.language import VIEW_WORDS
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
-
-
-def render_pool(n: int, seed: int, size: int, device: str, batch: int = 1024) -> dict[str, torch.Tensor]:
-    """n labelled renders: images uint8 [n, 3, size, size], category, colour and view indices [n]."""
-    g = torch.Generator().manual_seed(seed)
-    images, cats, cols, views = [], [], [], []
-    for start in range(0, n, batch):
-        m = min(batch, n - start)
-        cat = torch.randint(len(CATS), (m,), generator=g)
-        objects, colour_ids = [], []
-        for i in range(m):
-            prims, colour = sample_object(CATS[int(cat[i])], None, seed * 10_000_000 + start + i)
-            objects.append(prims)
-            colour_ids.append(COLOURS.index(colour))
-        cams = sample_orbits(m, size, size, g)
-        rgb, _ = render_objects(pad_objects(objects).to(device), cams)
-        images.append((rgb.permute(0, 3, 1, 2) * 255).round().to(torch.uint8))
-        cats.append(cat)
-        cols.append(torch.tensor(colour_ids))
-        views.append(torch.tensor([VIEW_WORDS.index(w) for w in cams.view_words()]))
-    return {"images": torch.cat(images), "category": torch.cat(cats).to(device),
-            "colour": torch.cat(cols).to(device), "view": torch.cat(views).to(device)}
 
 
 def prompt_table(encoder) -> torch.Tensor:

@@ -6,7 +6,7 @@ and a batched ray-traced renderer with gsdi's cameras and background (`render`).
 
 from gsdi.world.language import VOCABULARY, Prompt, describe, parse
 from gsdi.world.objects import CATEGORIES, PALETTE, sample_object
-from gsdi.world.render import pad_objects, render_objects
+from gsdi.world.render import pad_objects, render_objects, render_pool
 
 __all__ = ["VOCABULARY", "Prompt", "describe", "parse", "CATEGORIES", "PALETTE", "sample_object",
-           "pad_objects", "render_objects"]
+           "pad_objects", "render_objects", "render_pool"]

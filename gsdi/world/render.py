@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gsdi.cameras import Cameras, camera_positions
+from gsdi.cameras import VIEW_WORDS, Cameras, camera_positions, sample_orbits
 from gsdi.world.shapes import PRIMITIVE_FIELDS, scene_distance
 
 LIGHT = (0.4, -0.8, 0.6)  # towards the light: above (-Y), front (+Z), right (+X)
@@ -84,3 +84,29 @@ def render_objects(
         shade = AMBIENT + (1 - AMBIENT) * (normal @ light).clamp_min(0)
         colour[idx] = (albedo * shade[:, None]).clamp(0, 1)
     return colour.reshape(C, H, W, 3), hit.to(torch.float32).reshape(C, H, W, 1)
+
+
+def render_pool(n: int, seed: int, size: int, device: str, batch: int = 1024) -> dict[str, torch.Tensor]:
+    """n labelled renders of random objects from random training orbits: images uint8 [n, 3, size, size],
+    and indices [n] into CATEGORIES, PALETTE and VIEW_WORDS (category, colour, view)."""
+    from gsdi.world.objects import CATEGORIES, PALETTE, sample_object
+
+    CATS, COLOURS = list(CATEGORIES), list(PALETTE)
+    g = torch.Generator().manual_seed(seed)
+    images, cats, cols, views = [], [], [], []
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        cat = torch.randint(len(CATS), (m,), generator=g)
+        objects, colour_ids = [], []
+        for i in range(m):
+            prims, colour = sample_object(CATS[int(cat[i])], None, seed * 10_000_000 + start + i)
+            objects.append(prims)
+            colour_ids.append(COLOURS.index(colour))
+        cams = sample_orbits(m, size, size, g)
+        rgb, _ = render_objects(pad_objects(objects).to(device), cams)
+        images.append((rgb.permute(0, 3, 1, 2) * 255).round().to(torch.uint8))
+        cats.append(cat)
+        cols.append(torch.tensor(colour_ids))
+        views.append(torch.tensor([VIEW_WORDS.index(w) for w in cams.view_words()]))
+    return {"images": torch.cat(images), "category": torch.cat(cats).to(device),
+            "colour": torch.cat(cols).to(device), "view": torch.cat(views).to(device)}

@@ -1,0 +1,99 @@
+"""A recogniser of the world that is not the prior: category, colour and the side facing the camera.
+
+What CLIP R-precision is for text-to-3D papers, for gsdi's world: a small CNN that reads a 64x64
+render (RGB in [0, 1], white background) and names the object's category, its colour word and which
+side faces the camera (front, side or back: the view word of the camera's azimuth). It is trained
+by examples/train_recogniser.py on world renders from the prior's training orbits, blurred, hazed
+and noised so that splat renders read like them; the weights ship beside this file
+(`recogniser.safetensors`, with its held-out accuracy in `recogniser.json`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gsdi.cameras import VIEW_WORDS
+from gsdi.errors import GsdiError
+from gsdi.world.objects import CATEGORIES, PALETTE
+
+SIDES = VIEW_WORDS[:3]  # front, side, back (the world's training orbits never look from overhead)
+SIZE = 64
+WEIGHTS = Path(__file__).parent / "recogniser.safetensors"
+CARD = Path(__file__).parent / "recogniser.json"
+
+
+class Recogniser(nn.Module):
+    """[B, 3, 64, 64] in [0, 1] -> logits over CATEGORIES [B, 10], PALETTE [B, 10] and SIDES [B, 3]."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        layers, channels = [], 3
+        for out in (w, 2 * w, 4 * w, 4 * w):  # 64 -> 32 -> 16 -> 8 -> 4
+            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.GroupNorm(8, out), nn.SiLU(),
+                       nn.Conv2d(out, out, 3, padding=1, stride=2), nn.SiLU()]
+            channels = out
+        self.features = nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * 16, 256), nn.SiLU())
+        self.heads = nn.ModuleDict({"category": nn.Linear(256, len(CATEGORIES)), "colour": nn.Linear(256, len(PALETTE)),
+                                    "side": nn.Linear(256, len(SIDES))})
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        B = images.shape[0]
+        assert images.shape == (B, 3, SIZE, SIZE), images.shape
+        h = self.features(images * 2 - 1)
+        return {name: head(h) for name, head in self.heads.items()}
+
+
+def load_recogniser(device: torch.device | str = "cpu") -> Recogniser:
+    """The shipped, trained recogniser (eval mode, no grad)."""
+    from safetensors.torch import load_file
+
+    if not WEIGHTS.is_file():
+        raise GsdiError(f"no recogniser weights at {WEIGHTS}; train them with examples/train_recogniser.py")
+    card = json.loads(CARD.read_text()) if CARD.is_file() else {}
+    model = Recogniser(card.get("width", 32))
+    model.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS)).items()})
+    return model.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def recognise(model: Recogniser, images: Tensor) -> dict[str, list[str]]:
+    """Images [B, H, W, 3] in [0, 1] (any size: resized to 64^2) -> the names of category, colour, side."""
+    x = images.permute(0, 3, 1, 2).float().clamp(0, 1)
+    if x.shape[-1] != SIZE or x.shape[-2] != SIZE:
+        x = F.interpolate(x, size=(SIZE, SIZE), mode="area" if x.shape[-1] > SIZE else "bilinear")
+    logits = model(x.to(next(model.parameters()).device))
+    names = {"category": list(CATEGORIES), "colour": list(PALETTE), "side": list(SIDES)}
+    return {key: [names[key][i] for i in logits[key].argmax(1).tolist()] for key in names}
+
+
+def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
+    """Training augmentation [B, 3, S, S] in [0, 1]: each image at random blurred (Gaussian, sigma up
+    to 1.5 px), hazed (blended towards white by up to 0.3), its brightness scaled by 0.85-1.15 and
+    noised (std up to 0.03): what splat renders look like next to the world's crisp ones."""
+    B, device = images.shape[0], images.device
+
+    def u(lo: float, hi: float) -> Tensor:
+        return (lo + (hi - lo) * torch.rand(B, generator=generator)).to(device)[:, None, None, None]
+
+    def on(p: float) -> Tensor:
+        return (torch.rand(B, generator=generator) < p).to(device, images.dtype)[:, None, None, None]
+
+    sigma = u(0.3, 1.5)
+    r = torch.arange(-3, 4, device=device, dtype=images.dtype)
+    kernel = torch.exp(-(r[None] ** 2) / (2 * sigma.view(B, 1) ** 2))
+    kernel = kernel / kernel.sum(1, keepdim=True)  # [B, 7], one separable kernel per image
+    x = images.reshape(1, B * 3, *images.shape[2:])
+    kx = kernel.repeat_interleave(3, 0)
+    blurred = F.conv2d(F.pad(x, (3, 3, 0, 0), mode="replicate"), kx[:, None, None, :], groups=B * 3)
+    blurred = F.conv2d(F.pad(blurred, (0, 0, 3, 3), mode="replicate"), kx[:, None, :, None], groups=B * 3)
+    out = torch.lerp(images, blurred.reshape_as(images), on(0.5))
+    out = torch.lerp(out, torch.ones_like(out), on(0.5) * u(0.0, 0.3))
+    out = out * torch.lerp(torch.ones_like(sigma), u(0.85, 1.15), on(0.5))
+    out = out + on(0.5) * u(0.0, 0.03) * torch.randn(out.shape, generator=generator).to(device)
+    return out.clamp(0, 1)

@@ -1,0 +1,35 @@
+"""The world recogniser names held-out world renders (category, colour), and its augmentation keeps images valid."""
+
+from __future__ import annotations
+
+import torch
+
+from gsdi.cameras import sample_orbits
+from gsdi.world import CATEGORIES, PALETTE, pad_objects, render_objects, sample_object
+from gsdi.world.recogniser import SIDES, degrade, load_recogniser, recognise
+
+
+def test_recogniser_names_held_out_world_renders():
+    """30 objects the training never drew (its pools use other seeds), from random training orbits."""
+    g = torch.Generator().manual_seed(123)
+    cats = [list(CATEGORIES)[i % 10] for i in range(30)]
+    objects = [sample_object(c, None, 900_000 + i) for i, c in enumerate(cats)]
+    cams = sample_orbits(30, 64, 64, g)
+    rgb, _ = render_objects(pad_objects([o for o, _ in objects]), cams)
+    names = recognise(load_recogniser(), rgb)
+    category = sum(a == b for a, b in zip(names["category"], cats)) / 30
+    colour = sum(a == b for a, (_, b) in zip(names["colour"], objects)) / 30
+    side = sum(a == b for a, b in zip(names["side"], cams.view_words())) / 30
+    assert category >= 0.9 and colour >= 0.9, (category, colour, names)
+    assert side >= 0.7, side
+    assert set(names["colour"]) <= set(PALETTE) and set(names["side"]) <= set(SIDES)
+    # Any image size is accepted (resized to 64^2): a 256^2 render reads the same.
+    big = torch.nn.functional.interpolate(rgb[:5].permute(0, 3, 1, 2), size=256, mode="nearest").permute(0, 2, 3, 1)
+    assert recognise(load_recogniser(), big)["category"] == names["category"][:5]
+
+
+def test_degrade_keeps_images_in_range_and_changes_them():
+    images = torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = degrade(images, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    assert (out - images).abs().mean() > 1e-3
