@@ -120,21 +120,13 @@ def image_analogue(prior, prompt: str, world_refs: torch.Tensor, steps: int, see
         x = prior.encode(gray).detach().clone().requires_grad_()
         optimizer = torch.optim.Adam([x], lr=0.02)
         rng = Rng.seeded(seed, prior.device)
-        counter = {"n": 0}
-        predict = prior.predict_noise
-
-        def counted(*args, **kwargs):
-            counter["n"] += 1
-            return predict(*args, **kwargs)
-
-        prior.predict_noise = counted
+        calls_before = prior.runner.calls  # CFG-batched UNet calls
         for step in range(steps):
             loss = guidance_loss(prior, x, cond, timestep(step, steps, config, 1000, rng), config, rng).loss
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        prior.predict_noise = predict
-        out[name], calls[name] = prior.decode(x.detach()), counter["n"]
+        out[name], calls[name] = prior.decode(x.detach()), prior.runner.calls - calls_before
     n = max(1, min(calls["sdi"], 999))
     g = torch.Generator().manual_seed(seed)
     c = x.shape[1]

@@ -130,14 +130,7 @@ def main() -> None:
         name, fields = variant(text_variant)
         config = GuidanceConfig(**fields)
         x, rng = start_image.clone(), Rng.seeded(0, device)
-        calls = {"n": 0}
-        predict = prior.predict_noise
-
-        def counted(*a, **k):
-            calls["n"] += 1
-            return predict(*a, **k)
-
-        prior.predict_noise = counted
+        calls_before = prior.runner.calls  # CFG-batched UNet calls
         kappa_std, begin = [], time.time()
         for step in range(args.steps):
             t = t_annealed(step, args.steps - 1, T, 0.02, 0.98)
@@ -146,12 +139,12 @@ def main() -> None:
             if args.verbose:
                 print(step, t, out.t_noisy, round(float(out.kappa.std()), 3), round(float(out.target.abs().max()), 2), flush=True)
             x = out.target.clamp(-1, 1) if args.clamp else out.target
-        prior.predict_noise = predict
+        calls = prior.runner.calls - calls_before
         err = errors(x)
-        results[name] = {"fields": fields, "errors": err.tolist(), "unet_calls": calls["n"],
+        results[name] = {"fields": fields, "errors": err.tolist(), "unet_calls": calls,
                          "kappa_std_by_step": kappa_std, "seconds": round(time.time() - begin, 1)}
         images[name] = prior.decode(x[::N]).cpu()
-        print(json.dumps({"method": name, "mean_error": round(float(err.mean()), 4), "unet_calls": calls["n"],
+        print(json.dumps({"method": name, "mean_error": round(float(err.mean()), 4), "unet_calls": calls,
                           "kappa_std_first_mid_last": kappa_std[:: max(args.steps // 2 - 1, 1)]}), flush=True)
 
     def per_prompt(errs: list[float]) -> list[float]:
