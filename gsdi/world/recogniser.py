@@ -6,6 +6,10 @@ side faces the camera (front, side or back: the view word of the camera's azimut
 by examples/train_recogniser.py on world renders from the prior's training orbits, blurred, hazed
 and noised so that splat renders read like them; the weights ship beside this file
 (`recogniser.safetensors`, with its held-out accuracy in `recogniser.json`).
+
+It is a closed-set classifier, like CLIP R-precision: it always names one of the ten categories.
+A plain disc on white reads as a tree (a tree's crown is a ball) and a large red disc as a castle,
+so a recognised share says a render is nearer that category than any other, not that it is good.
 """
 
 from __future__ import annotations
