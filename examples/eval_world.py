@@ -106,8 +106,15 @@ def score(scene_rgb, scene_alpha, inst_rgb, inst_alpha) -> dict:
     f_ref, b_ref = inst_rgb[best][[front, back]]
     straight = psnr(f_gen[None], f_ref[None]) + psnr(b_gen[None], b_ref[None])
     swapped = psnr(f_gen[None], b_ref[None]) + psnr(b_gen[None], f_ref[None])
+    # Haze: the share of the scene's rendered alpha that falls outside the matched instance's
+    # silhouette grown by 2 pixels (so edges do not count), and the share of it that is faint (< 0.5).
+    grown = torch.nn.functional.max_pool2d(b[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
+    alpha = scene_alpha[..., 0]
+    outside = alpha * ~grown
     return {"best_instance_psnr": round(float(per_instance[best]), 2), "silhouette_iou": round(iou, 3),
-            "front_back_correct": int(straight.item() > swapped.item()), "best_instance": best}
+            "front_back_correct": int(straight.item() > swapped.item()), "best_instance": best,
+            "alpha_outside": round(float(outside.sum() / alpha.sum().clamp_min(1e-6)), 4),
+            "faint_alpha_outside": round(float((outside * (alpha < 0.5)).sum() / alpha.sum().clamp_min(1e-6)), 4)}
 
 
 def image_analogue(prior, prompt: str, world_refs: torch.Tensor, steps: int, seed: int) -> dict:
@@ -222,12 +229,16 @@ def main() -> None:
     summary = {"command": "python examples/eval_world.py " + shlex.join(sys.argv[1:]), "rows": rows, "image_analogue": analogue,
                "ddim_samples_recognised": ddim_share}
     (args.out / "eval.json").write_text(json.dumps(summary, indent=2))
-    lines = ["| prompt | method | best-instance PSNR | silhouette IoU | front/back correct | recognised | DDIM samples recognised | loop s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| prompt | method | best-instance PSNR | silhouette IoU | front/back correct | recognised | DDIM samples recognised "
+             "| alpha outside (faint) | loop s |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['prompt']} | {r['method']} | {r['best_instance_psnr']} | {r['silhouette_iou']} | "
               f"{r['front_back_correct']} | {r.get('recognised', '-')} | "
-              f"{ddim_share.get(r['prompt'], {}).get('recognised', '-')} | {r['seconds']} |" for r in rows]
+              f"{ddim_share.get(r['prompt'], {}).get('recognised', '-')} | "
+              f"{r['alpha_outside']:.1%} ({r['faint_alpha_outside']:.1%}) | {r['seconds']} |" for r in rows]
     if recogniser is not None:
+        lines += ["", "alpha outside: share of the scene's rendered alpha outside the matched instance's silhouette "
+                  "grown by 2 pixels (haze, floaters, and a scene larger than the instance); faint: of it, pixels "
+                  "with alpha < 0.5."]
         lines += ["", "recognised: share of the 8 views of the 30-degree ring that the world recogniser names as the "
                   "prompt's category and colour; DDIM samples: the same share for 8 DDIM-50 samples of the prompt "
                   "(CFG 7.5) with the view words of those 8 cameras."]
