@@ -31,7 +31,7 @@ from gsdi.cameras import orbit_cameras
 from gsdi.config import GuidanceConfig
 from gsdi.export import image_grid, read_ply, write_png
 from gsdi.guidance import Rng, guidance_loss, timestep
-from gsdi.guidance.ddim import CLEAN, ddim_sample, inversion_grid
+from gsdi.guidance.ddim import ddim_sample, sampling_grid
 from gsdi.priors import TextCond, load_prior
 from gsdi.render import render
 from gsdi.world import pad_objects, parse, render_objects, sample_object
@@ -78,7 +78,7 @@ def ddim_views(prior, prompt: str, seed: int) -> torch.Tensor:
     text = TextCond(prior.text_embeddings([f"{prompt}, {w} view" for w in words]), prior.text_embeddings([""] * len(words)))
     x = prior.encode(torch.zeros(len(words), 3, prior.image_size, prior.image_size, device=prior.device))
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(prior.device)
-    grid = [*inversion_grid(1000, 1000, 50, prior.steps_offset)][::-1] + [CLEAN]
+    grid = sampling_grid(1000, 50, prior.steps_offset)
     return prior.decode(ddim_sample(lambda v, t: prior.predict_noise(v, t, text, 7.5), z, prior.alphas_cumprod, grid)).permute(0, 2, 3, 1)
 
 
@@ -138,7 +138,7 @@ def image_analogue(prior, prompt: str, world_refs: torch.Tensor, steps: int, see
     g = torch.Generator().manual_seed(seed)
     c = x.shape[1]
     z = torch.randn(1, c, x.shape[2], x.shape[3], generator=g).to(prior.device)
-    grid = [*inversion_grid(1000, 1000, n, prior.steps_offset)][::-1] + [CLEAN]
+    grid = sampling_grid(1000, n, prior.steps_offset)
     z = ddim_sample(lambda v, t: prior.predict_noise(v, t, cond, 7.5), z, prior.alphas_cumprod, grid)
     out["ddim"] = prior.decode(z)
     result = {}

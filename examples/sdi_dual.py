@@ -29,7 +29,7 @@ from gsdi.cameras import orbit_cameras
 from gsdi.config import GuidanceConfig
 from gsdi.export import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss
-from gsdi.guidance.ddim import CLEAN, ddim_sample, inversion_grid, t_annealed
+from gsdi.guidance.ddim import ddim_sample, sampling_grid, t_annealed
 from gsdi.priors import TextCond, load_prior
 from gsdi.world import pad_objects, parse, render_objects, sample_object
 
@@ -79,8 +79,8 @@ def disc_start(size: int) -> torch.Tensor:
 
 def variant(text: str) -> tuple[str, dict]:
     if "={" in text:
-        name, fields = text.split("=", 1) if text.index("=") == text.index("={") else text.split("={", 1)
-        return name, json.loads(fields if fields.startswith("{") else "{" + fields)
+        name, fields = text.split("={", 1)
+        return name, json.loads("{" + fields)
     return text, VARIANTS[text]
 
 
@@ -118,7 +118,7 @@ def main() -> None:
 
     noise = torch.cat([torch.randn(1, *prior.encode(disc_start(S).to(device)).shape[1:],
                                    generator=torch.Generator().manual_seed(seed)) for _ in args.prompts for seed in range(N)])
-    grid = [*inversion_grid(T, T, args.ddim_steps, prior.steps_offset)][::-1] + [CLEAN]
+    grid = sampling_grid(T, args.ddim_steps, prior.steps_offset)
     start = time.time()
     ddim = ddim_sample(lambda v, t: prior.predict_noise(v, t, text, args.cfg), noise.to(device), prior.alphas_cumprod, grid)
     results = {"ddim": {"errors": errors(ddim).tolist(), "unet_calls": len(grid) - 1, "seconds": round(time.time() - start, 1)}}

@@ -24,7 +24,7 @@ from gsdi.cameras import orbit_cameras
 from gsdi.config import GuidanceConfig
 from gsdi.export import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss, timestep
-from gsdi.guidance.ddim import CLEAN, ddim_sample, inversion_grid
+from gsdi.guidance.ddim import ddim_sample, sampling_grid
 from gsdi.priors import TextCond, load_prior
 from gsdi.world import pad_objects, parse, render_objects, sample_object
 
@@ -45,7 +45,7 @@ def main() -> None:
                       for m in range(n)])
     cond = TextCond(prior.text_embeddings([f"{args.prompt}, front view"]), prior.text_embeddings([""]))
     z = torch.randn(1, 12, 32, 32, generator=torch.Generator().manual_seed(0))
-    grid = [*inversion_grid(1000, 1000, 50, prior.steps_offset)][::-1] + [CLEAN]
+    grid = sampling_grid(1000, 50, prior.steps_offset)
     ddim = ddim_sample(lambda v, t: prior.predict_noise(v, t, cond, 7.5), z, prior.alphas_cumprod, grid)
 
     def error(x: torch.Tensor) -> float:

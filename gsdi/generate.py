@@ -222,12 +222,12 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
 
 def expected_cpu_time(config: GenerateConfig) -> str | None:
     """What this preset measured on 2 CPU cores (embedded prior, the preset's steps), or None."""
-    from gsdi.config import CPU_SECONDS, is_embedded_prior
+    from gsdi.config import CPU_SECONDS, PRESETS, is_embedded_prior
 
     seconds = CPU_SECONDS.get((config.preset, config.guidance.method))
     if seconds is None or not is_embedded_prior(config.prior):
         return None
-    seconds *= config.steps / make_config("a castle", config.preset).steps
+    seconds *= config.steps / PRESETS[config.preset].get("steps", GenerateConfig.steps)
     took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
     return f"CPU: {config.preset} ({config.guidance.method}, {config.steps} steps): about {took} on 2 cores; ETA below"
 
@@ -260,9 +260,9 @@ class Generation:
     def __init__(self, config: GenerateConfig, prior=None):
         import torch
 
+        from gsdi.cameras import VIEW_WORDS
         from gsdi.densify import Densifier
         from gsdi.guidance import Rng
-        from gsdi.cameras import VIEW_WORDS
         from gsdi.priors import load_prior, view_prompts
         from gsdi.render import resolve_backend
         from gsdi.scene import init_params, make_optimizers
@@ -275,7 +275,7 @@ class Generation:
         self.prior = prior if prior is not None else load_prior(config.prior, self.device, config.cuda_graphs)
         prompts = [config.prompt, config.negative_prompt]
         if config.camera.view_dependent_prompt:
-            prompts += view_prompts(config.prompt, list(VIEW_WORDS))
+            prompts += view_prompts(config.prompt, VIEW_WORDS)
         self.prior.text_embeddings(prompts)  # a prompt the prior cannot read fails now, before any output
         self.size = min(self.prior.image_size, config.render.max_resolution)
         self.params = init_params(config.scene, self.rng.host, self.device)

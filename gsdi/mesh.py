@@ -19,8 +19,6 @@ from torch import Tensor
 from gsdi.errors import GsdiError
 
 MESH_FORMATS = {"mesh-obj": ".obj", "mesh-ply": ".ply", "mesh-glb": ".glb"}
-
-
 SYSTEM_PACKAGES = {"libusb-1.0": "libusb-1.0-0", "libGL": "libgl1", "libgomp": "libgomp1", "libX11": "libx11-6"}
 
 

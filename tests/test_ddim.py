@@ -8,6 +8,12 @@ from gsdi.guidance.ddim import (CLEAN, add_noise, ddim_invert, ddim_sample, ddim
                                 inversion_sigma, noise_of, predict_x0, t_annealed, t_uniform)
 
 
+def test_sampling_grid_is_the_leading_grid_reversed_down_to_the_clean_image():
+    from gsdi.guidance.ddim import sampling_grid
+
+    assert sampling_grid(1000, 4, 1) == [751, 501, 251, 1, CLEAN]
+
+
 def test_inversion_grid_is_leading_with_offset():
     assert inversion_grid(1000, 1000, 10, 1) == [1, 101, 201, 301, 401, 501, 601, 701, 801, 901]
     assert inversion_grid(250, 1000, 10, 1) == [1, 101, 201]

@@ -67,13 +67,14 @@ def guidance_loss(
     B = x0.shape[0]
     assert x0.dim() == 4 and text.cond.shape[0] == B, (x0.shape, text.cond.shape)
     noise_fn = kappa_fn or NOISE[config.method]
+    x = x0.detach()
     with torch.no_grad():
-        x_t, t_noisy, kappa = noise_fn(prior, x0.detach(), t, text, config, rng)
+        x_t, t_noisy, kappa = noise_fn(prior, x, t, text, config, rng)
         t_model = t if config.official_timestep_mix else t_noisy
         eps = prior.predict_noise(x_t, t_model, text, config.cfg_scale)
         abar = prior.alphas_cumprod[t_model]
         if t_model != t_noisy:  # the official mix denoises x_t' as if it were at t: its noise read at t
-            kappa = noise_of(x_t, x0.detach(), abar)
-        target = x0.detach() - ((1 - abar) / abar).sqrt() * (eps - kappa)
+            kappa = noise_of(x_t, x, abar)
+        target = x - ((1 - abar) / abar).sqrt() * (eps - kappa)
     loss = 0.5 * torch.mean((x0 - target) ** 2) / B
     return GuidanceOutput(loss=loss, t=t, t_noisy=t_noisy, kappa=kappa, eps=eps, target=target)

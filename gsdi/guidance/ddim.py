@@ -64,6 +64,11 @@ def inversion_grid(t: int, num_train_timesteps: int, num_steps: int, steps_offse
     return [g for g in (j * stride + steps_offset for j in range(num_steps)) if g < t]
 
 
+def sampling_grid(num_train_timesteps: int, num_steps: int, steps_offset: int = 0) -> list[int]:
+    """Timesteps of plain DDIM sampling with `num_steps` steps: the 'leading' grid, decreasing, then CLEAN."""
+    return [*inversion_grid(num_train_timesteps, num_train_timesteps, num_steps, steps_offset)][::-1] + [CLEAN]
+
+
 def ddim_invert(
     eps_fn: EpsFn,
     x: Tensor,

@@ -17,7 +17,8 @@ from torch import Tensor
 
 from gsdi.config import GuidanceConfig
 from gsdi.guidance.rng import Rng
-from gsdi.guidance.ddim import CLEAN, add_noise, ddim_invert, inversion_grid, noise_of
+from gsdi.guidance.ddim import CLEAN, ddim_invert, inversion_grid, noise_of
+from gsdi.guidance.sds import sds_noise
 from gsdi.priors import Prior, TextCond
 
 
@@ -35,12 +36,8 @@ def sdi_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: Guidance
     t_end = min(t + delta, T - 1)
     t0 = inversion_start(config, t)
     if t0 >= t_end:  # nothing left to invert: fresh noise, as SDS
-        kappa = torch.randn(x0.shape, generator=rng.device, device=x0.device, dtype=x0.dtype)
-        return add_noise(x0, kappa, prior.alphas_cumprod[t_end]), t_end, kappa
-    start = x0
-    if t0 != CLEAN:
-        fresh = torch.randn(x0.shape, generator=rng.device, device=x0.device, dtype=x0.dtype)
-        start = add_noise(x0, fresh, prior.alphas_cumprod[t0])
+        return sds_noise(prior, x0, t_end, text, config, rng)
+    start = x0 if t0 == CLEAN else sds_noise(prior, x0, t0, text, config, rng)[0]  # the render noised to t0
     timesteps = [t0, *(g for g in inversion_grid(t, T, K, prior.steps_offset) if g > t0), t_end]
 
     def eps_fn(x: Tensor, s: int) -> Tensor:

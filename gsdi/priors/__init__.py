@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from gsdi.cameras import VIEW_WORDS
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor
+
+from gsdi.cameras import VIEW_WORDS
 
 
 @dataclass
@@ -56,7 +56,7 @@ def without_view(prompt: str) -> str:
     return _VIEW_PHRASE.sub("", prompt).strip()
 
 
-def view_prompts(prompt: str, view_words: list[str]) -> list[str]:
+def view_prompts(prompt: str, view_words: Sequence[str]) -> list[str]:
     """'{prompt}, {word} view' per view; a view the prompt already names is replaced per camera."""
     base = without_view(prompt)
     return [f"{base}, {w} view" for w in view_words]
