@@ -18,10 +18,13 @@ from gsdi.cameras import VIEW_WORDS
 
 @dataclass
 class TextCond:
-    """Embeddings for CFG: the (view-dependent) prompts and the negative prompt, one row per view."""
+    """Embeddings for CFG: the (view-dependent) prompts and the negative prompt, one row per view;
+    with Perp-Neg (priors/perp_neg.py) also the other views' prompts and their weights."""
 
     cond: Tensor  # [B, L, D]
     uncond: Tensor  # [B, L, D]
+    negatives: Tensor | None = None  # [B, n, L, D] Perp-Neg's negative view prompts
+    neg_weights: Tensor | None = None  # [B, n] their weights (negative numbers)
 
 
 @runtime_checkable
@@ -63,7 +66,8 @@ def view_prompts(prompt: str, view_words: Sequence[str]) -> list[str]:
 
 
 def text_cond(prior: Prior, prompt: str, negative: str, view_words: list[str] | None, batch: int) -> TextCond:
-    """Embeddings for `batch` views: view_prompts(prompt, view_words) when view words are given, else the prompt."""
+    """Embeddings for `batch` views: view_prompts(prompt, view_words) when view words are given, else the prompt.
+    (With Perp-Neg the loop calls perp_neg.perp_neg_text instead.)"""
     prompts = view_prompts(prompt, view_words) if view_words is not None else [prompt] * batch
     assert len(prompts) == batch, (len(prompts), batch)
     return TextCond(cond=prior.text_embeddings(prompts), uncond=prior.text_embeddings([negative] * batch))
@@ -93,21 +97,34 @@ def noise_schedule(scheduler_config: dict, device: torch.device) -> tuple[Tensor
 
 def cfg_noise(runner, x_t: Tensor, t: int, text: TextCond, scale: float, dtype: torch.dtype,
               to_eps=None) -> Tensor:
-    """eps_u + scale (eps_c - eps_u) from one UNet call on the batch [uncond; cond] (2B), no grad.
+    """eps_u + scale (eps_c - eps_u) from one UNet call on the batch [uncond; cond] (2B), no grad;
+    with Perp-Neg negatives (n per view) the batch is [uncond; cond; negatives] ((2 + n) B) and the
+    negatives' perpendicular parts join the guidance (perp_neg.combine).
 
     `runner` is a graphs.UNetRunner (eager or CUDA-graphed); `to_eps(out, x, t)` converts another
     parametrisation (v-prediction) to epsilon.
     """
     B = x_t.shape[0]
     assert text.cond.shape[0] == B and text.uncond.shape[0] == B, (x_t.shape, text.cond.shape)
-    x = torch.cat([x_t, x_t])
-    timesteps = torch.full((2 * B,), t, device=x_t.device, dtype=torch.long)
+    rows = [text.uncond, text.cond]
+    n = 0
+    if text.negatives is not None:
+        n = text.negatives.shape[1]
+        assert text.negatives.shape[0] == B and text.neg_weights.shape == (B, n), (text.negatives.shape, text.neg_weights.shape)
+        rows.append(text.negatives.transpose(0, 1).flatten(0, 1))  # negative-major: [n B, L, D]
+    x = x_t.repeat(2 + n, *([1] * (x_t.dim() - 1)))
+    timesteps = torch.full((x.shape[0],), t, device=x_t.device, dtype=torch.long)
     with torch.no_grad():
-        out = runner(x.to(dtype), timesteps, torch.cat([text.uncond, text.cond]).to(dtype)).float()
+        out = runner(x.to(dtype), timesteps, torch.cat(rows).to(dtype)).float()
     if to_eps is not None:
         out = to_eps(out, x, t)
-    eps_u, eps_c = out.chunk(2)
-    return eps_u + scale * (eps_c - eps_u)
+    eps_u, eps_c = out[:B], out[B:2 * B]
+    if n == 0:
+        return eps_u + scale * (eps_c - eps_u)
+    from gsdi.priors.perp_neg import combine
+
+    eps_neg = out[2 * B:].unflatten(0, (n, B)).transpose(0, 1)  # [B, n, c, h, w]
+    return combine(eps_u, eps_c, eps_neg, text.neg_weights, scale)
 
 
 def load_prior(name: str, device: torch.device, cuda_graphs: bool = False) -> Prior:
