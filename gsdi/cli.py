@@ -33,8 +33,9 @@ def generate(
     steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: from the preset)."),
     seed: int = typer.Option(0, help="Random seed; same seed and settings, same result."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
-    preset: str = typer.Option("default", help="preview (fast, rough) or default (README, Presets: time and look)."),
+    preset: str = typer.Option("default", help="default, preview (renders at 256², for Stable Diffusion) or long (1500 steps); README, Presets."),
     negative: str = typer.Option("", help="Negative prompt (classifier-free guidance)."),
+    perp_neg: Optional[bool] = typer.Option(None, "--perp-neg/--no-perp-neg", help="Perp-Neg: the other views' prompts as negatives, against objects with a front on every side (default: on; about 1.5x the UNet work a step)."),
     renderer: str = typer.Option("auto", help="auto (gsplat on CUDA, gsdi's torch renderer elsewhere), gsplat or torch."),
     force: bool = typer.Option(False, "--force", help="Write into an --out that holds files (gsdi's files there are replaced)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted generation in this folder (settings from its checkpoint)."),
@@ -68,7 +69,7 @@ def generate(
             raise GsdiError('say what to generate, e.g. gsdi generate "a red castle" (or --resume DIR)')
         overrides = {"steps": steps, "seed": seed, "device": device, "negative_prompt": negative,
                      "guidance.method": guidance, "render.backend": renderer, "prior": prior,
-                     "checkpoint_every": checkpoint_every, "turntable_frames": None if turntable else 0, "cuda_graphs": False if eager else None,
+                     "guidance.perp_neg": perp_neg, "checkpoint_every": checkpoint_every, "turntable_frames": None if turntable else 0, "cuda_graphs": False if eager else None,
                      **parse_settings(settings or [])}
         result = run_generate(prompt, out=out, preset=preset, force=force, progress=not quiet, on_log=on_log, **overrides)
     typer.echo(f"wrote {result.ply} ({result.num_gaussians} Gaussians, {result.ms_per_step:.0f} ms/step) "
@@ -233,7 +234,7 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 def batch(
     prompts: Path = typer.Argument(..., help="Text file: a prompt per line, '#' comments, optional '| seed=3 preset=preview steps=.. guidance=.. negative=..'."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder: a subfolder per prompt, index.json, index.html."),
-    preset: str = typer.Option("default", help="Preset for lines that name none: preview or default."),
+    preset: str = typer.Option("default", help="Preset for lines that name none: default, preview or long."),
     guidance: Optional[str] = typer.Option(None, help="auto, sdi or sds for lines that name none (default auto)."),
     prior: Optional[str] = typer.Option(None, help="Diffusion prior for every prompt (see gsdi generate --help)."),
     steps: Optional[int] = typer.Option(None, help="Steps for lines that name none (default: the preset's)."),

@@ -83,7 +83,11 @@ class GuidanceConfig:
     inversion_eta: float = 0.0
     inversion_start: int = 300
     inversion_start_ratio: float = 0.0
+    inversion_max_t: int = 1000  # at t' >= this the noise is fresh, as SDS's (a warm-up that lays the object out)
     official_timestep_mix: bool = False  # feed the UNet t instead of t' (as the official code)
+    # Perp-Neg against the Janus problem (gsdi/priors/perp_neg.py): the other views' prompts as
+    # perpendicular negatives; needs view-dependent prompts; the UNet batch grows from 2 to 4 per view.
+    perp_neg: bool = False
 
 
 @dataclass
@@ -105,6 +109,13 @@ class DensifyConfig:
     refine_every: int = 100
     reset_every: int = 500  # opacity reset; done by us (gsplat 1.5.3's never fires)
     max_gaussians: int = 100_000
+    # Haze: faint Gaussians around the object that the prior cannot see on a white background
+    # (docs/eval/findings.md). After densification stops, every refine_every steps and at the last
+    # step, Gaussians fainter than clean_opa are removed; from clean_start (a fraction of the steps)
+    # opacity_l1 * mean(opacity) is added to the loss so that the ones the prior does not need fade.
+    clean_opa: float = 0.05
+    clean_start: float = 0.7
+    opacity_l1: float = 0.02
 
 
 @dataclass
@@ -136,29 +147,32 @@ class GenerateConfig:
 
 
 # Presets are overrides in the dotted form `make_config` takes, chosen from measurements
-# (docs/benchmarks.md, docs/bench_step.md, docs/eval/): on an H200 with an SD-2.1-base-shaped prior,
-# SDI with K = 10 cost 129 ms/step, K = 5 94 ms, K = 3 80 ms (clean-start inversion), and on the world
-# evaluation K = 5 scored like K = 10; so `default` takes K = 5 to keep a whole generation under 3
-# minutes. `preview` (250 steps, 256^2 renders) also takes K = 5: with the noised start (t0 = 300) it
-# costs 3.6 UNet calls a step and K = 3 scored lower on the world (21.45 vs 21.77 dB, findings.md).
+# (docs/benchmarks.md, docs/bench_step.md, docs/eval/). On the world prior the short recipe scores best:
+# at 250 steps SDS gives 21.9 dB best-instance PSNR over one prompt per category, at 500 steps (2 views a
+# step) 19.6, at 1000 steps 21.4 and at 1500 steps (the dataclass defaults, 4096 points) 19.7 on four of
+# them; 4 views a step or 4096 points scored lower too (docs/eval/findings.md, "Presets"). So `default`
+# and `preview` are that recipe: 250 steps, 2048 points, densified from step 50, at most 20k Gaussians,
+# SDI with K = 5 (it scored like K = 10 at 3.6 rather than 5.7 UNet calls a step). `preview` renders at
+# 256^2 instead of 512^2, which only Stable Diffusion notices (the embedded prior sees 64^2 either way).
+# `long` is the 1500-step recipe the 3DGS peers run on Stable Diffusion (unmeasured there; lower on the world).
+SHORT: dict[str, Any] = {
+    "steps": 250,
+    "densify.refine_start_iter": 50,
+    "scene.num_points": 2048,
+    "guidance.inversion_steps": 5,
+    "densify.max_gaussians": 20_000,
+}
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {
-        "guidance.inversion_steps": 5,
-    },
-    "preview": {
-        "steps": 250,
-        "densify.refine_start_iter": 50,
-        "scene.num_points": 2048,
-        "guidance.inversion_steps": 5,
-        "render.max_resolution": 256,
-        "densify.max_gaussians": 20_000,
-    },
+    "default": SHORT,
+    "preview": {**SHORT, "render.max_resolution": 256},
+    "long": {"guidance.inversion_steps": 5},
 }
 
 
 # Wall seconds of `gsdi generate "a red castle" --preset P [--guidance sdi]` with the embedded prior on
 # 2 CPU cores (README, Presets), by (preset, guidance method): what a CPU run announces at its start.
-CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 50, ("preview", "sdi"): 82, ("default", "sds"): 366}
+CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 50, ("preview", "sdi"): 82, ("default", "sds"): 50,
+                                             ("default", "sdi"): 82, ("long", "sds"): 366}
 
 
 def make_config(prompt: str, preset: str = "default", **overrides: Any) -> GenerateConfig:
@@ -171,6 +185,9 @@ def make_config(prompt: str, preset: str = "default", **overrides: Any) -> Gener
     config = GenerateConfig(prompt=prompt, preset=preset)
     given = {k.replace("__", "."): v for k, v in overrides.items() if v is not None}  # None: not given
     given.setdefault("guidance.method", "auto")
+    # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the embedded prior, where it
+    # scored lower (docs/eval/findings.md).
+    given.setdefault("guidance.perp_neg", not is_embedded_prior(given.get("prior", DEFAULT_PRIOR)))
     for key, value in {**PRESETS[preset], **given}.items():
         _set(config, key, value)
     resolve_auto_method(config)
@@ -212,6 +229,8 @@ def validate(config: GenerateConfig) -> None:
         (0 <= config.scene.sh_degree <= 3, "sh_degree must be in 0..3"),
         (config.scene.num_points >= 1, "scene.num_points must be at least 1"),
         (config.camera.views_per_step >= 1, "camera.views_per_step must be at least 1"),
+        (config.camera.view_dependent_prompt or not config.guidance.perp_neg,
+         "Perp-Neg needs view-dependent prompts (camera.view_dependent_prompt)"),
         (1 <= config.guidance.inversion_steps <= 1000, "guidance.inversion_steps must be in 1..1000"),
         (0.0 <= config.guidance.p_min <= config.guidance.p_max <= 1.0, "need 0 <= p_min <= p_max <= 1"),
         (config.render.max_resolution >= 16, "render.max_resolution must be at least 16"),

@@ -57,6 +57,20 @@ class Densifier:
             mask[weakest] = True
             remove(params=params, optimizers=optimizers, state=self.state, mask=mask)
 
+    def clean(self, params, optimizers, step: int, total: int) -> None:
+        """After densification stops: remove Gaussians fainter than clean_opa every refine_every steps
+        and after the last step (`step` counts from 0)."""
+        c = self.config
+        if c.clean_opa <= 0 or step < int(c.clean_start * total):
+            return
+        if (step + 1) % c.refine_every and step + 1 != total:
+            return
+        from gsplat.strategy.ops import remove
+
+        faint = torch.sigmoid(params["opacities"].detach()) < c.clean_opa
+        if faint.any() and not faint.all():
+            remove(params=params, optimizers=optimizers, state=self.state, mask=faint)
+
     def _refines(self, step: int) -> bool:
         """Whether DefaultStrategy grows and prunes at this step (its own condition)."""
         s = self.strategy

@@ -296,6 +296,7 @@ class Generation:
         from gsdi.cameras import sample_orbits
         from gsdi.guidance import guidance_loss, timestep
         from gsdi.priors import text_cond
+        from gsdi.priors.perp_neg import perp_neg_text
         from gsdi.render import render
         from gsdi.scene import update_learning_rates
 
@@ -305,14 +306,20 @@ class Generation:
         rendered = render(self.params, cameras, config.render.background, self.backend)
         self.densifier.pre_backward(self.params, self.optimizers, step, rendered.meta)
         x0 = prior.encode(to_prior_input(rendered.rgb, prior.image_size), generator=self.rng.device)
-        words = cameras.view_words() if cam.view_dependent_prompt else None
-        text = text_cond(prior, config.prompt, config.negative_prompt, words, B)
+        if gcfg.perp_neg:
+            text = perp_neg_text(prior, config.prompt, config.negative_prompt, cameras.azimuth, cameras.elevation)
+        else:
+            words = cameras.view_words() if cam.view_dependent_prompt else None
+            text = text_cond(prior, config.prompt, config.negative_prompt, words, B)
         t = timestep(step, config.steps, gcfg, T, self.rng)
         guided = guidance_loss(prior, x0, text, t, gcfg, self.rng)
         x0.retain_grad()
-        guided.loss.backward()
+        loss = guided.loss
+        if config.densify.opacity_l1 > 0 and step >= int(config.densify.clean_start * config.steps):
+            loss = loss + config.densify.opacity_l1 * self._torch.sigmoid(self.params["opacities"]).mean()
+        loss.backward()
         self.step = step + 1
-        if not self._finite(guided.loss):
+        if not self._finite(loss):
             self.skipped_steps += 1
             self.bad_in_a_row += 1
             self.optimizers_zero_grad()
@@ -327,6 +334,7 @@ class Generation:
             optimizer.zero_grad(set_to_none=True)
         update_learning_rates(self.optimizers, step + 1, config.steps, config.optim)
         self.densifier.post_backward(self.params, self.optimizers, step, rendered.meta)
+        self.densifier.clean(self.params, self.optimizers, step, config.steps)
         if self.step % config.log_every and self.step != config.steps:
             return None
         return {"step": self.step, "t": guided.t, "t_noisy": guided.t_noisy, "loss": guided.loss.item(),

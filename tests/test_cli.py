@@ -35,6 +35,7 @@ def test_generate_end_to_end_in_a_subprocess(tmp_path, tiny_sd):
     params = read_ply(out / "scene.ply")
     config = GenerateConfig.from_dict(json.loads((out / "config.json").read_text()))
     assert config.prompt == "a castle" and config.steps == 6 and config.seed == 3 and config.preset == "preview"
+    assert config.guidance.perp_neg  # on for Stable Diffusion unless --no-perp-neg
     assert params["means"].shape[0] == config.scene.num_points
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["renderer"] == "torch" and metrics["steps"] == 6 and metrics["history"][-1]["step"] == 6

@@ -12,7 +12,12 @@ def test_presets_and_overrides():
     config = make_config("a castle", "preview", steps=12, **{"guidance.method": "sds"})
     assert config.steps == 12 and config.guidance.method == "sds"
     assert config.guidance.inversion_steps == PRESETS["preview"]["guidance.inversion_steps"]
-    assert make_config("a castle").steps == GenerateConfig().steps
+    assert make_config("a castle").steps == PRESETS["default"]["steps"]
+    assert make_config("a castle", "long").steps == GenerateConfig().steps
+    # Perp-Neg: off for the embedded prior, on for Stable Diffusion unless asked otherwise
+    assert not make_config("a castle").guidance.perp_neg
+    assert make_config("a castle", prior="some/sd-model").guidance.perp_neg
+    assert not make_config("a castle", prior="some/sd-model", **{"guidance.perp_neg": False}).guidance.perp_neg
     # An option left out (None, as the CLI passes it) keeps the preset's value.
     assert make_config("a castle", "preview", steps=None).steps == PRESETS["preview"]["steps"]
 

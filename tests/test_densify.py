@@ -49,3 +49,20 @@ def test_grows_the_top_quantile_of_gradients():
     params, _ = run(config, 5, num_points=1000)
     grown = params["means"].shape[0] - 1000
     assert 100 <= grown <= 300, grown
+
+
+def test_clean_removes_faint_gaussians_after_densification_and_at_the_end():
+    config = DensifyConfig(enabled=False, refine_every=4, clean_opa=0.05, clean_start=0.5)
+    g = torch.Generator().manual_seed(0)
+    params = init_params(SceneConfig(num_points=200), g)
+    with torch.no_grad():
+        params["opacities"][:50] = -5.0  # opacity 0.007: faint
+    optimizers = make_optimizers(params, OptimConfig())
+    densifier = Densifier(config, 10, 0.5, params, optimizers)
+    densifier.clean(params, optimizers, step=3, total=10)  # before clean_start: nothing
+    assert params["means"].shape[0] == 200
+    densifier.clean(params, optimizers, step=6, total=10)  # not a refine step: nothing
+    assert params["means"].shape[0] == 200
+    densifier.clean(params, optimizers, step=9, total=10)  # the last step
+    assert params["means"].shape[0] == 150 and torch.sigmoid(params["opacities"]).min() >= 0.05
+    assert all(len(params[k]) == len(params["means"]) for k in params)

@@ -35,7 +35,7 @@ def sdi_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: Guidance
     delta = int(torch.randint(0, max(T // K, 1), (1,), generator=rng.host))
     t_end = min(t + delta, T - 1)
     t0 = inversion_start(config, t)
-    if t0 >= t_end:  # nothing left to invert: fresh noise, as SDS
+    if t0 >= t_end or t_end >= config.inversion_max_t:  # nothing to invert, or above the inversion's range: fresh noise, as SDS
         return sds_noise(prior, x0, t_end, text, config, rng)
     start = x0 if t0 == CLEAN else sds_noise(prior, x0, t0, text, config, rng)[0]  # the render noised to t0
     timesteps = [t0, *(g for g in inversion_grid(t, T, K, prior.steps_offset) if g > t0), t_end]
