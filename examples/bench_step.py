@@ -52,18 +52,20 @@ def config_for(args, method: str, k: int, graphs: bool, model_dir: Path):
         "a castle", prior=str(model_dir), steps=args.steps, log_every=args.steps, cuda_graphs=graphs,
         **{"guidance.method": method, "guidance.inversion_steps": k, "scene.num_points": args.gaussians,
            "densify.enabled": False, "densify.max_gaussians": args.gaussians, "render.max_resolution": args.size,
-           "camera.views_per_step": args.views, "guidance.t_schedule": "anneal"})
+           "camera.views_per_step": args.views, "guidance.t_schedule": "anneal", "guidance.perp_neg": args.perp_neg})
 
 
 def floor_parts(gen: Generation, repeats: int) -> dict[str, float]:
-    """ms of one graphed CFG UNet call, VAE encode fwd+bwd and render fwd+bwd, each alone."""
+    """ms of one graphed CFG UNet call (batch 2B, or 4B with Perp-Neg's two negatives), VAE encode
+    fwd+bwd and render fwd+bwd, each alone."""
     prior, B, S = gen.prior, gen.config.camera.views_per_step, gen.prior.image_size
+    rows = 4 if gen.config.guidance.perp_neg else 2
     runner = UNetRunner(prior.unet, graphs=True)
     text = text_cond(prior, gen.config.prompt, "", ["front"] * B, B)
     latents = prior.encode(torch.rand(B, 3, S, S, device=gen.device))
-    x = torch.cat([latents, latents]).to(prior.dtype)
-    timesteps = torch.full((2 * B,), 500, device=gen.device, dtype=torch.long)
-    hidden = torch.cat([text.uncond, text.cond]).to(prior.dtype)
+    x = latents.repeat(rows, 1, 1, 1).to(prior.dtype)
+    timesteps = torch.full((rows * B,), 500, device=gen.device, dtype=torch.long)
+    hidden = torch.cat([text.uncond, text.cond] * (rows // 2)).to(prior.dtype)
     unet_ms = cuda_ms(lambda: runner(x, timesteps, hidden), repeats)
 
     images = torch.rand(B, 3, S, S, device=gen.device, requires_grad=True)
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--gaussians", type=int, default=100_000)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--views", type=int, default=1, help="views per step (batched through UNet and rasteriser)")
+    parser.add_argument("--perp-neg", action="store_true", help="with Perp-Neg (the UNet batch doubles; the floor's UNet call too)")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5, 10])
     parser.add_argument("--modes", nargs="+", default=["eager", "graphs"], choices=["eager", "graphs"])
     parser.add_argument("--steps", type=int, default=40, help="timed steps: one whole annealed t schedule")
@@ -122,7 +125,7 @@ def main() -> None:
             floor = calls * floors["unet_graphed_ms"] + floors["vae_fwd_bwd_ms"] + floors["render_fwd_bwd_ms"]
             row = {
                 "bench": "step", "device": device_name, "shape": args.shape, "gaussians": args.gaussians,
-                "size": args.size, "views": args.views, "method": method, "k": k or None, "mode": mode,
+                "size": args.size, "views": args.views, "perp_neg": args.perp_neg, "method": method, "k": k or None, "mode": mode,
                 "ms_per_step": round(step_ms, 1), "unet_calls_per_step": round(calls, 2),
                 "floor_ms": round(floor, 1), "ratio": round(step_ms / floor, 3),
                 "peak_vram_mb": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
@@ -144,10 +147,11 @@ def write_markdown(args, rows: list[dict], device_name: str) -> None:
     floor = rows[0]
     lines = [
         f"# Step time vs floor ({device_name}, {args.shape} shape, random weights, "
-        f"{args.gaussians} Gaussians, {args.size}^2, {args.views} view(s) per step)",
+        f"{args.gaussians} Gaussians, {args.size}^2, {args.views} view(s) per step{', Perp-Neg' if args.perp_neg else ''})",
         "",
         f"Command: `python examples/bench_step.py --ks {' '.join(map(str, args.ks))} --modes {' '.join(args.modes)} "
-        f"--steps {args.steps} --gaussians {args.gaussians} --size {args.size} --views {args.views}`",
+        f"--steps {args.steps} --gaussians {args.gaussians} --size {args.size} --views {args.views}"
+        f"{' --perp-neg' if args.perp_neg else ''}`",
         "",
         f"Floor parts, each timed alone: one CFG-batched UNet call from a CUDA graph {floor['unet_graphed_ms']} ms, "
         f"VAE encode fwd+bwd {floor['vae_fwd_bwd_ms']} ms, render fwd+bwd {floor['render_fwd_bwd_ms']} ms. "

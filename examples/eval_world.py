@@ -114,7 +114,27 @@ def score(scene_rgb, scene_alpha, inst_rgb, inst_alpha) -> dict:
     return {"best_instance_psnr": round(float(per_instance[best]), 2), "silhouette_iou": round(iou, 3),
             "front_back_correct": int(straight.item() > swapped.item()), "best_instance": best,
             "alpha_outside": round(float(outside.sum() / alpha.sum().clamp_min(1e-6)), 4),
-            "faint_alpha_outside": round(float((outside * (alpha < 0.5)).sum() / alpha.sum().clamp_min(1e-6)), 4)}
+            "faint_alpha_outside": round(float((outside * (alpha < 0.5)).sum() / alpha.sum().clamp_min(1e-6)), 4),
+            # Size: the scene's silhouette area over the matched instance's (1: the world's framing).
+            "area_ratio": round(float(a.sum() / b.sum().clamp_min(1)), 3)}
+
+
+def method_means(rows: list[dict], ddim_share: dict) -> dict:
+    """Per method: the mean of each score over its prompts, front/back and majority-recognised counts."""
+    out = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        mean = lambda key, digits=3: round(sum(r[key] for r in mine) / len(mine), digits)  # noqa: E731
+        out[method] = {"prompts": len(mine), "best_instance_psnr": mean("best_instance_psnr", 2),
+                       "silhouette_iou": mean("silhouette_iou"), "front_back_correct": f"{sum(r['front_back_correct'] for r in mine)}/{len(mine)}",
+                       "alpha_outside": mean("alpha_outside", 4), "faint_alpha_outside": mean("faint_alpha_outside", 4),
+                       "area_ratio": mean("area_ratio")}
+        if all("recognised" in r for r in mine):
+            out[method]["recognised"] = mean("recognised")
+            out[method]["recognised_by_majority"] = f"{sum(r['recognised'] > 0.5 for r in mine)}/{len(mine)}"
+            if all(r["prompt"] in ddim_share for r in mine):
+                out[method]["ddim_recognised"] = round(sum(ddim_share[r["prompt"]]["recognised"] for r in mine) / len(mine), 3)
+    return out
 
 
 def image_analogue(prior, prompt: str, world_refs: torch.Tensor, steps: int, seed: int) -> dict:
@@ -198,9 +218,10 @@ def main() -> None:
         inst_rgb, inst_alpha = torch.stack([r for r, _ in inst]), torch.stack([a for _, a in inst])
         scored = {}
         for name in args.methods:
-            overrides = METHODS[name]
+            overrides = dict(METHODS[name])
+            steps = overrides.pop("steps", args.steps)  # a method may set its own step count
             result = gsdi.generate(prompt, out=runs / f"{prompt.replace(' ', '-')}-{name}",
-                                   preset=args.preset, steps=args.steps, seed=args.seed, prior=args.prior,
+                                   preset=args.preset, steps=steps, seed=args.seed, prior=args.prior,
                                    device=args.device, force=True, progress=False, **overrides)
             params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in read_ply(result.ply).items()})
             with torch.no_grad():
@@ -226,19 +247,26 @@ def main() -> None:
                   image_grid(torch.cat([images[k] for k in ("sds", "sdi", "ddim")]).permute(0, 2, 3, 1), 3))
 
     write_png(args.out / "grid.png", image_grid(torch.cat(grid_rows), len(AZIMUTHS)))
+    means = method_means(rows, ddim_share)
     summary = {"command": "python examples/eval_world.py " + shlex.join(sys.argv[1:]), "rows": rows, "image_analogue": analogue,
-               "ddim_samples_recognised": ddim_share}
+               "ddim_samples_recognised": ddim_share, "means": means}
     (args.out / "eval.json").write_text(json.dumps(summary, indent=2))
-    lines = ["| prompt | method | best-instance PSNR | silhouette IoU | front/back correct | recognised | DDIM samples recognised "
-             "| alpha outside (faint) | loop s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["Per method, over the prompts:", "",
+             "| method | prompts | mean PSNR | mean IoU | front/back right | recognised by majority | recognised share "
+             "(DDIM samples') | alpha outside (faint) | area ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {m} | {v['prompts']} | {v['best_instance_psnr']} | {v['silhouette_iou']} | {v['front_back_correct']} | "
+              f"{v.get('recognised_by_majority', '-')} | {v.get('recognised', '-')} ({v.get('ddim_recognised', '-')}) | "
+              f"{v['alpha_outside']:.1%} ({v['faint_alpha_outside']:.1%}) | {v['area_ratio']} |" for m, v in means.items()]
+    lines += ["", "| prompt | method | best-instance PSNR | silhouette IoU | front/back correct | recognised | DDIM samples recognised "
+             "| alpha outside (faint) | area ratio | loop s |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['prompt']} | {r['method']} | {r['best_instance_psnr']} | {r['silhouette_iou']} | "
               f"{r['front_back_correct']} | {r.get('recognised', '-')} | "
               f"{ddim_share.get(r['prompt'], {}).get('recognised', '-')} | "
-              f"{r['alpha_outside']:.1%} ({r['faint_alpha_outside']:.1%}) | {r['seconds']} |" for r in rows]
+              f"{r['alpha_outside']:.1%} ({r['faint_alpha_outside']:.1%}) | {r['area_ratio']} | {r['seconds']} |" for r in rows]
     if recogniser is not None:
         lines += ["", "alpha outside: share of the scene's rendered alpha outside the matched instance's silhouette "
                   "grown by 2 pixels (haze, floaters, and a scene larger than the instance); faint: of it, pixels "
-                  "with alpha < 0.5."]
+                  "with alpha < 0.5. area ratio: the scene's silhouette area over the matched instance's (1 is the world's size)."]
         lines += ["", "recognised: share of the 8 views of the 30-degree ring that the world recogniser names as the "
                   "prompt's category and colour; DDIM samples: the same share for 8 DDIM-50 samples of the prompt "
                   "(CFG 7.5) with the view words of those 8 cameras."]
