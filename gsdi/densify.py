@@ -4,6 +4,10 @@ Two changes around the strategy, not inside it: its gradient threshold is set be
 refinement to a quantile of the accumulated image-space gradients (their scale depends on the
 prior), and since gsplat 1.5.3's own opacity reset never fires (`step % n == 0 & step > 0` parses as
 a chained comparison), we call `reset_opa` ourselves on the configured schedule.
+
+Haze: faint Gaussians around the object are invisible to the prior on a white background, so no
+guidance removes them. From `clean_start` on, `opacity_penalty` adds opacity_l1 x mean opacity to
+the loss and `clean` removes the ones fainter than `clean_opa` (docs/eval/findings.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ class Densifier:
                  params: torch.nn.ParameterDict, optimizers: dict[str, torch.optim.Optimizer]):
         from gsplat.strategy import DefaultStrategy
 
-        self.config = config
+        self.config, self.total = config, total_steps
         self.refine_stop = int(config.refine_stop_iter_fraction * total_steps)
         self.strategy = DefaultStrategy(
             prune_opa=config.prune_opa,
@@ -57,10 +61,17 @@ class Densifier:
             mask[weakest] = True
             remove(params=params, optimizers=optimizers, state=self.state, mask=mask)
 
-    def clean(self, params, optimizers, step: int, total: int) -> None:
-        """After densification stops: remove Gaussians fainter than clean_opa every refine_every steps
-        and after the last step (`step` counts from 0)."""
+    def opacity_penalty(self, params, step: int) -> torch.Tensor | float:
+        """opacity_l1 * mean opacity from clean_start on (0 before): the Gaussians the prior does not need fade."""
         c = self.config
+        if c.opacity_l1 <= 0 or step < int(c.clean_start * self.total):
+            return 0.0
+        return c.opacity_l1 * torch.sigmoid(params["opacities"]).mean()
+
+    def clean(self, params, optimizers, step: int) -> None:
+        """From clean_start on: remove Gaussians fainter than clean_opa every refine_every steps and
+        after the last step (`step` counts from 0)."""
+        c, total = self.config, self.total
         if c.clean_opa <= 0 or step < int(c.clean_start * total):
             return
         if (step + 1) % c.refine_every and step + 1 != total:

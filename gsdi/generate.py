@@ -1,7 +1,8 @@
 """The generation loop: text -> 3D Gaussians by score distillation (SDI or SDS).
 
 Read `Generation.advance` top to bottom for one step: sample cameras -> render -> encode -> pick t ->
-guidance loss -> backward -> (skip if not finite) -> optimizer step -> densify -> (log). Each line
+guidance loss (+ the late opacity penalty) -> backward -> (skip if not finite) -> optimizer step ->
+densify and remove faint Gaussians -> (log). Each line
 calls a module that does one job. `run` drives the steps with a progress bar, checkpoints
 (gsdi.checkpoint), Ctrl-C/SIGTERM handling and the outputs; `resume_run` continues a checkpoint.
 """
@@ -314,9 +315,7 @@ class Generation:
         t = timestep(step, config.steps, gcfg, T, self.rng)
         guided = guidance_loss(prior, x0, text, t, gcfg, self.rng)
         x0.retain_grad()
-        loss = guided.loss
-        if config.densify.opacity_l1 > 0 and step >= int(config.densify.clean_start * config.steps):
-            loss = loss + config.densify.opacity_l1 * self._torch.sigmoid(self.params["opacities"]).mean()
+        loss = guided.loss + self.densifier.opacity_penalty(self.params, step)
         loss.backward()
         self.step = step + 1
         if not self._finite(loss):
@@ -334,7 +333,7 @@ class Generation:
             optimizer.zero_grad(set_to_none=True)
         update_learning_rates(self.optimizers, step + 1, config.steps, config.optim)
         self.densifier.post_backward(self.params, self.optimizers, step, rendered.meta)
-        self.densifier.clean(self.params, self.optimizers, step, config.steps)
+        self.densifier.clean(self.params, self.optimizers, step)
         if self.step % config.log_every and self.step != config.steps:
             return None
         return {"step": self.step, "t": guided.t, "t_noisy": guided.t_noisy, "loss": guided.loss.item(),

@@ -59,11 +59,11 @@ def test_clean_removes_faint_gaussians_after_densification_and_at_the_end():
         params["opacities"][:50] = -5.0  # opacity 0.007: faint
     optimizers = make_optimizers(params, OptimConfig())
     densifier = Densifier(config, 10, 0.5, params, optimizers)
-    densifier.clean(params, optimizers, step=3, total=10)  # before clean_start: nothing
+    densifier.clean(params, optimizers, step=3)  # before clean_start: nothing
     assert params["means"].shape[0] == 200
-    densifier.clean(params, optimizers, step=6, total=10)  # not a refine step: nothing
+    densifier.clean(params, optimizers, step=6)  # not a refine step: nothing
     assert params["means"].shape[0] == 200
-    densifier.clean(params, optimizers, step=9, total=10)  # the last step
+    densifier.clean(params, optimizers, step=9)  # the last step
     assert params["means"].shape[0] == 150 and torch.sigmoid(params["opacities"]).min() >= 0.05
     assert all(len(params[k]) == len(params["means"]) for k in params)
 
