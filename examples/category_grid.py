@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 
 import gsdi
-from gsdi.cameras import orbit_cameras
 from gsdi.export import image_grid, read_ply, write_png
-from gsdi.render import render
+from gsdi.turntable import render_orbit
 
 PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",
            "an orange rocket", "a yellow duck", "a purple lamp", "a brown table"]
@@ -43,16 +42,12 @@ def main() -> None:
 
     overrides = parse_settings(args.settings)
     runs = Path(tempfile.mkdtemp(prefix="gsdi-grid-"))
-    azimuths = torch.tensor([0.0, 90.0, 180.0, -90.0])
-    n = len(azimuths)
-    cams = orbit_cameras(azimuths, torch.full((n,), 15.0), torch.full((n,), 2.0), torch.full((n,), 55.0), args.size, args.size)
+    n = 4  # front, side, back, other side
     views, seconds = [], {}
     for prompt in args.prompts:
         result = gsdi.generate(prompt, out=runs / prompt.replace(" ", "-"), preset=args.preset, seed=args.seed,
                                device=args.device, force=True, progress=False, turntable_frames=0, **overrides)
-        params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in read_ply(result.ply).items()})
-        with torch.no_grad():
-            views.append(render(params, cams, (1.0, 1.0, 1.0), "torch").rgb)
+        views.append(render_orbit(read_ply(result.ply), n, args.size, backend="torch"))  # 15 degrees up, distance 2, fov 55
         seconds[prompt] = round(result.seconds, 1)
         print(json.dumps({"prompt": prompt, "loop_seconds": seconds[prompt], "method": result.config.guidance.method}), flush=True)
     write_png(args.out / "grid.png", image_grid(torch.cat(views), n))

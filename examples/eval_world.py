@@ -223,9 +223,8 @@ def main() -> None:
             result = gsdi.generate(prompt, out=runs / f"{prompt.replace(' ', '-')}-{name}",
                                    preset=args.preset, steps=steps, seed=args.seed, prior=args.prior,
                                    device=args.device, force=True, progress=False, **overrides)
-            params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in read_ply(result.ply).items()})
             with torch.no_grad():
-                r = render(params, cams, (1.0, 1.0, 1.0), "torch")
+                r = render(read_ply(result.ply), cams, (1.0, 1.0, 1.0), "torch")
             scored[name] = score(r.rgb, r.alpha, inst_rgb, inst_alpha)
             if recogniser is not None:  # the 8 views of the 30-degree ring, named by the recogniser
                 scored[name].update(recognised(recogniser, r.rgb[len(AZIMUTHS):], spec))

@@ -110,9 +110,10 @@ class DensifyConfig:
     reset_every: int = 500  # opacity reset; done by us (gsplat 1.5.3's never fires)
     max_gaussians: int = 100_000
     # Haze: faint Gaussians around the object that the prior cannot see on a white background
-    # (docs/eval/findings.md). After densification stops, every refine_every steps and at the last
-    # step, Gaussians fainter than clean_opa are removed; from clean_start (a fraction of the steps)
-    # opacity_l1 * mean(opacity) is added to the loss so that the ones the prior does not need fade.
+    # (docs/eval/findings.md). From clean_start (a fraction of the steps, by default where
+    # densification stops), every refine_every steps and after the last step, Gaussians fainter than
+    # clean_opa are removed, and opacity_l1 * mean(opacity) joins the loss so that the ones the
+    # prior does not need fade.
     clean_opa: float = 0.05
     clean_start: float = 0.7
     opacity_l1: float = 0.02

@@ -25,6 +25,7 @@ class Densifier:
 
         self.config, self.total = config, total_steps
         self.refine_stop = int(config.refine_stop_iter_fraction * total_steps)
+        self.clean_from = int(config.clean_start * total_steps)  # first step of the haze removal
         self.strategy = DefaultStrategy(
             prune_opa=config.prune_opa,
             grow_scale3d=config.grow_scale3d,
@@ -64,17 +65,17 @@ class Densifier:
     def opacity_penalty(self, params, step: int) -> torch.Tensor | float:
         """opacity_l1 * mean opacity from clean_start on (0 before): the Gaussians the prior does not need fade."""
         c = self.config
-        if c.opacity_l1 <= 0 or step < int(c.clean_start * self.total):
+        if c.opacity_l1 <= 0 or step < self.clean_from:
             return 0.0
         return c.opacity_l1 * torch.sigmoid(params["opacities"]).mean()
 
     def clean(self, params, optimizers, step: int) -> None:
         """From clean_start on: remove Gaussians fainter than clean_opa every refine_every steps and
         after the last step (`step` counts from 0)."""
-        c, total = self.config, self.total
-        if c.clean_opa <= 0 or step < int(c.clean_start * total):
+        c = self.config
+        if c.clean_opa <= 0 or step < self.clean_from:
             return
-        if (step + 1) % c.refine_every and step + 1 != total:
+        if (step + 1) % c.refine_every and step + 1 != self.total:
             return
         from gsplat.strategy.ops import remove
 
