@@ -133,6 +133,10 @@ def main() -> None:
     parser.add_argument("--offset-noise", type=float, default=0.1,
                         help="std of a per-image, per-colour constant added to the training noise, so DDIM can reach "
                              "the white background from mean-0 noise (SD's schedule keeps abar[999] > 0)")
+    parser.add_argument("--grain", type=float, default=0.0,
+                        help="std of Gaussian noise added to every training image in model space ([-1, 1]), drawn "
+                             "afresh each time: gives the data a thickness, without which DDIM inversion cannot give "
+                             "back the noise a sample came from (flat renders lie on a thin set)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -164,6 +168,8 @@ def main() -> None:
     while step < args.max_steps and time.perf_counter() - train_start < 60 * args.minutes:
         idx = torch.randint(pool["images"].shape[0], (args.batch,), device=device, generator=g)
         x0 = prior.encode(pool["images"][idx].float() / 255)
+        if args.grain > 0:
+            x0 = x0 + args.grain * torch.randn(x0.shape, device=device, generator=g)
         u = torch.rand(args.batch, 3, device=device, generator=g)
         colour = torch.where(u[:, 0] < 0.3, len(COLOURS), pool["colour"][idx])  # "a castle" covers every colour
         view = torch.where(u[:, 1] < 0.2, len(VIEW_WORDS), pool["view"][idx])
@@ -213,7 +219,7 @@ def main() -> None:
     card = {
         "steps": step, "steps_this_call": step - first_step, "train_seconds_this_call": round(train_seconds, 1),
         "pool_render_seconds": round(render_seconds, 1), "batch": args.batch, "lr": args.lr, "pool": args.pool,
-        "offset_noise": args.offset_noise, "init": str(args.init) if args.init else None,
+        "offset_noise": args.offset_noise, "grain": args.grain, "init": str(args.init) if args.init else None,
         "sample_steps": n, "cfg_scale": 4.0,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "parameters": params,
         "weights_bytes": (weights / "model.safetensors").stat().st_size, "final_losses": losses[-5:],
