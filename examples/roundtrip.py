@@ -7,6 +7,11 @@ holds, a round trip noise -> DDIM-K sample -> DDIM-K inversion comes back near t
 CFG 1 (Stable Diffusion's latents do). Prints, per K, the mean squared distance between the two
 noises (2 for independent draws, 0 for an exact round trip), their cosine, and the error of the
 sample regenerated from the inverted noise, for six front-view prompts of the embedded prior.
+
+With --kappa it prints instead the RMS of SDI's noise from the paper's clean start (K = 10, CFG 1)
+at t = 300, 600, 900 for "a red castle, front view": of the prior's own DDIM sample, of a world
+render, of that render blurred, and of a grey disc on white (the 2D dual's start). 1 is a typical
+noise's size.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import json
 
 import torch
+import torch.nn.functional as F
 
 from gsdi.guidance.ddim import ddim_invert, ddim_sample, sampling_grid
 from gsdi.priors import TextCond, load_prior
@@ -28,8 +34,11 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=1.0)
     parser.add_argument("--prior", default="embedded")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--kappa", action="store_true", help="SDI's clean-start noise size instead of the round trip")
     args = parser.parse_args()
     prior = load_prior(args.prior, torch.device(args.device))
+    if args.kappa:
+        return clean_start_kappa(prior)
     B = len(PROMPTS)
     text = TextCond(prior.text_embeddings([f"{p}, front view" for p in PROMPTS]), prior.text_embeddings([""] * B))
     S = prior.image_size
@@ -48,6 +57,29 @@ def main() -> None:
                           "noise_cosine": round(float(torch.nn.functional.cosine_similarity(z.flatten(1), z_back.flatten(1)).mean()), 3),
                           "inverted_noise_std": round(float(z_back.std()), 3),
                           "sample_error": round(float((x0_again - x0).pow(2).mean()), 5)}), flush=True)
+
+
+def clean_start_kappa(prior) -> None:
+    from gsdi.config import GuidanceConfig
+    from gsdi.guidance.rng import Rng
+    from gsdi.guidance.sdi import sdi_noise
+    from sdi_dual import disc_start, front_references
+
+    text = TextCond(prior.text_embeddings(["a red castle, front view"]), prior.text_embeddings([""]))
+    S = prior.image_size
+    z = torch.randn(1, *prior.encode(torch.zeros(1, 3, S, S, device=prior.device)).shape[1:],
+                    generator=torch.Generator().manual_seed(1)).to(prior.device)
+    sample = ddim_sample(lambda x, t: prior.predict_noise(x, t, text, 7.5), z, prior.alphas_cumprod,
+                         sampling_grid(prior.alphas_cumprod.shape[0], 50, prior.steps_offset))
+    render = front_references("a red castle", 1, S)[:1].permute(0, 3, 1, 2).to(prior.device)
+    images = {"ddim_sample": prior.decode(sample), "world_render": render,
+              "blurred_render": F.avg_pool2d(render, 5, 1, 2, count_include_pad=False), "grey_disc": disc_start(S).to(prior.device)}
+    config = GuidanceConfig(method="sdi", inversion_start=0, inversion_steps=10)
+    for kind, image in images.items():
+        x0 = prior.encode(image)
+        rms = {t: sum(float(sdi_noise(prior, x0, t, text, config, Rng.seeded(s, prior.device))[2].pow(2).mean().sqrt())
+                      for s in range(3)) / 3 for t in (300, 600, 900)}
+        print(json.dumps({"image": kind, **{f"kappa_rms_t{t}": round(v, 2) for t, v in rms.items()}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -98,13 +98,14 @@ def main() -> None:
     parser.add_argument("--no-clamp", dest="clamp", action="store_false",
                         help="keep targets outside the image range (a render is always inside it, so by default the dual clamps)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--prior", default="embedded", help="'embedded' or a folder holding an embedded prior")
     parser.add_argument("--verbose", action="store_true", help="print t, t', kappa std and max |target| at every step")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     device = torch.device(args.device)
-    prior = load_prior("embedded", device)
+    prior = load_prior(args.prior, device)
     S, T = prior.image_size, prior.alphas_cumprod.shape[0]
     P, N = len(args.prompts), args.seeds
     prompts = [p for p in args.prompts for _ in range(N)]  # rows: prompt-major, seed-minor

@@ -84,6 +84,7 @@ class GuidanceConfig:
     inversion_start: int = 300
     inversion_start_ratio: float = 0.0
     inversion_max_t: int = 1000  # at t' >= this the noise is fresh, as SDS's (a warm-up that lays the object out)
+    inversion_renormalise: bool = False  # scale kappa to unit RMS per view (a coarse inversion of a smooth render under-noises)
     official_timestep_mix: bool = False  # feed the UNet t instead of t' (as the official code)
     # Perp-Neg against the Janus problem (gsdi/priors/perp_neg.py): the other views' prompts as
     # perpendicular negatives; needs view-dependent prompts; the UNet batch grows from 2 to 4 per view.

@@ -155,3 +155,13 @@ def test_ism_measures_against_the_unconditional_prediction_one_interval_below(ga
     x_s = ddim_invert(eps_u, x0, gaussian_prior.alphas_cumprod, [clean, 200, 400, 600, s])
     assert t_noisy == 700 and torch.allclose(kappa, eps_u(x_s, s))
     assert torch.allclose(x_t, ddim_invert(eps_u, x_s, gaussian_prior.alphas_cumprod, [s, 700]))
+
+
+def test_renormalised_inversion_keeps_the_direction_at_unit_rms(gaussian_prior):
+    x0 = x0_like(gaussian_prior)
+    plain = sdi_noise(gaussian_prior, x0, 600, TEXT, GuidanceConfig(**PAPER), Rng.seeded(4))
+    x_t, t_noisy, kappa = sdi_noise(gaussian_prior, x0, 600, TEXT, GuidanceConfig(inversion_renormalise=True, **PAPER), Rng.seeded(4))
+    assert t_noisy == plain[1] and abs(float(plain[2].pow(2).mean().sqrt()) - 1) > 0.1  # there was something to rescale
+    assert torch.allclose(kappa.pow(2).mean().sqrt(), torch.tensor(1.0, dtype=kappa.dtype))
+    assert torch.allclose(kappa / kappa.norm(), plain[2] / plain[2].norm())
+    assert torch.allclose(x_t, add_noise(x0, kappa, gaussian_prior.alphas_cumprod[t_noisy]))

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from gsdi.config import GuidanceConfig
 from gsdi.guidance.rng import Rng
-from gsdi.guidance.ddim import CLEAN, ddim_invert, inversion_grid, noise_of
+from gsdi.guidance.ddim import CLEAN, add_noise, ddim_invert, inversion_grid, noise_of
 from gsdi.guidance.sds import sds_noise
 from gsdi.priors import Prior, TextCond
 
@@ -45,4 +45,9 @@ def sdi_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: Guidance
 
     with torch.no_grad():
         x_t = ddim_invert(eps_fn, start, prior.alphas_cumprod, timesteps, config.inversion_eta, rng.device)
-    return x_t, t_end, noise_of(x_t, x0, prior.alphas_cumprod[t_end])
+    abar = prior.alphas_cumprod[t_end]
+    kappa = noise_of(x_t, x0, abar)
+    if config.inversion_renormalise:  # keep the inverted direction, give it a typical noise's size
+        kappa = kappa * kappa.pow(2).mean(dim=tuple(range(1, kappa.dim())), keepdim=True).clamp_min(1e-12).rsqrt()
+        x_t = add_noise(x0, kappa, abar)
+    return x_t, t_end, kappa
