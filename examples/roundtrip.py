@@ -28,6 +28,18 @@ from gsdi.priors import TextCond, load_prior
 PROMPTS = ["a red castle", "a blue car", "a yellow duck", "a purple lamp", "a green tree", "a brown table"]
 
 
+def start_noise(prior, batch: int, seed: int) -> torch.Tensor:
+    """[batch, C, h, w] Gaussian noise in the prior's model space, drawn on the CPU (same on every device)."""
+    S = prior.image_size
+    shape = prior.encode(torch.zeros(1, 3, S, S, device=prior.device)).shape[1:]
+    return torch.randn(batch, *shape, generator=torch.Generator().manual_seed(seed)).to(prior.device)
+
+
+def sampling_steps(prior, K: int) -> list[int]:
+    """DDIM-K's timesteps, decreasing, ending at the clean image."""
+    return sampling_grid(prior.alphas_cumprod.shape[0], K, prior.steps_offset)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 50, 200], help="K: DDIM steps each way")
@@ -41,15 +53,13 @@ def main() -> None:
         return clean_start_kappa(prior)
     B = len(PROMPTS)
     text = TextCond(prior.text_embeddings([f"{p}, front view" for p in PROMPTS]), prior.text_embeddings([""] * B))
-    S = prior.image_size
-    z = torch.randn(B, *prior.encode(torch.zeros(1, 3, S, S, device=prior.device)).shape[1:],
-                    generator=torch.Generator().manual_seed(0)).to(prior.device)
+    z = start_noise(prior, B, seed=0)
 
     def eps(x, t):
         return prior.predict_noise(x, t, text, args.cfg)
 
     for K in args.steps:
-        grid = sampling_grid(prior.alphas_cumprod.shape[0], K, prior.steps_offset)  # decreasing, ends at the clean image
+        grid = sampling_steps(prior, K)
         x0 = ddim_sample(eps, z, prior.alphas_cumprod, grid)
         z_back = ddim_invert(eps, x0, prior.alphas_cumprod, grid[::-1])
         x0_again = ddim_sample(eps, z_back, prior.alphas_cumprod, grid)
@@ -67,19 +77,21 @@ def clean_start_kappa(prior) -> None:
 
     text = TextCond(prior.text_embeddings(["a red castle, front view"]), prior.text_embeddings([""]))
     S = prior.image_size
-    z = torch.randn(1, *prior.encode(torch.zeros(1, 3, S, S, device=prior.device)).shape[1:],
-                    generator=torch.Generator().manual_seed(1)).to(prior.device)
-    sample = ddim_sample(lambda x, t: prior.predict_noise(x, t, text, 7.5), z, prior.alphas_cumprod,
-                         sampling_grid(prior.alphas_cumprod.shape[0], 50, prior.steps_offset))
+    sample = ddim_sample(lambda x, t: prior.predict_noise(x, t, text, 7.5), start_noise(prior, 1, seed=1),
+                         prior.alphas_cumprod, sampling_steps(prior, 50))
     render = front_references("a red castle", 1, S)[:1].permute(0, 3, 1, 2).to(prior.device)
     images = {"ddim_sample": prior.decode(sample), "world_render": render,
               "blurred_render": F.avg_pool2d(render, 5, 1, 2, count_include_pad=False), "grey_disc": disc_start(S).to(prior.device)}
     config = GuidanceConfig(method="sdi", inversion_start=0, inversion_steps=10)
+
+    def kappa_rms(x0: torch.Tensor, t: int, seed: int) -> float:
+        kappa = sdi_noise(prior, x0, t, text, config, Rng.seeded(seed, prior.device))[2]
+        return float(kappa.pow(2).mean().sqrt())
+
     for kind, image in images.items():
         x0 = prior.encode(image)
-        rms = {t: sum(float(sdi_noise(prior, x0, t, text, config, Rng.seeded(s, prior.device))[2].pow(2).mean().sqrt())
-                      for s in range(3)) / 3 for t in (300, 600, 900)}
-        print(json.dumps({"image": kind, **{f"kappa_rms_t{t}": round(v, 2) for t, v in rms.items()}}), flush=True)
+        rms = {f"kappa_rms_t{t}": round(sum(kappa_rms(x0, t, seed) for seed in range(3)) / 3, 2) for t in (300, 600, 900)}
+        print(json.dumps({"image": kind, **rms}), flush=True)
 
 
 if __name__ == "__main__":
