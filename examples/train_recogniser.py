@@ -10,18 +10,17 @@ degraded; the command; the time) to --out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from gsdi.world import render_pool
 from gsdi.world.recogniser import Recogniser, degrade
+from gsdi.world.training import fit, save_weights, training_arguments
 
 
 def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, batch: int = 1024) -> dict[str, float]:
@@ -45,16 +44,7 @@ def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, b
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=24_000, help="training renders")
-    parser.add_argument("--held-out", type=int, default=4_000, help="held-out renders (other seeds)")
-    parser.add_argument("--steps", type=int, default=4_000)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = training_arguments(__doc__.splitlines()[0], train=24_000, held_out=4_000, steps=4_000, what="renders")
     device = torch.device(args.device)
     torch.manual_seed(0)
 
@@ -65,23 +55,15 @@ def main() -> None:
     print(json.dumps({"pool": args.train, "held_out": args.held_out, "render_s": round(render_s, 1)}), flush=True)
 
     model = Recogniser(args.width).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
     g = torch.Generator().manual_seed(1)
-    begin = time.time()
-    for step in range(args.steps):
+
+    def step_loss(step: int) -> torch.Tensor:
         idx = torch.randint(args.train, (args.batch,), generator=g).to(device)
-        x = degrade(train["images"][idx].float() / 255, g)
-        out = model(x)
-        loss = (F.cross_entropy(out["category"], train["category"][idx]) + F.cross_entropy(out["colour"], train["colour"][idx])
+        out = model(degrade(train["images"][idx].float() / 255, g))
+        return (F.cross_entropy(out["category"], train["category"][idx]) + F.cross_entropy(out["colour"], train["colour"][idx])
                 + F.cross_entropy(out["side"], train["view"][idx]))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 500 == 0 or step == args.steps - 1:
-            print(json.dumps({"step": step, "loss": round(loss.item(), 4)}), flush=True)
-    train_s = time.time() - begin
+
+    train_s = fit(model, args.steps, args.lr, step_loss)
 
     card = {"width": args.width, "steps": args.steps, "batch": args.batch, "train_renders": args.train,
             "held_out_renders": args.held_out, "render_s": round(render_s, 1), "train_s": round(train_s, 1),
@@ -90,13 +72,7 @@ def main() -> None:
             "held_out_accuracy_degraded": accuracy(model, held, torch.Generator().manual_seed(2)),
             "command": "python examples/train_recogniser.py " + shlex.join(sys.argv[1:])}
     print(json.dumps(card), flush=True)
-    from safetensors.torch import save_file
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().half().contiguous().cpu() for k, v in model.state_dict().items()},
-              str(args.out / "recogniser.safetensors"))
-    (args.out / "recogniser.json").write_text(json.dumps(card, indent=2) + "\n")
-
+    save_weights(model, args.out, "recogniser", card)
 
 if __name__ == "__main__":
     main()

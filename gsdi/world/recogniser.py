@@ -31,18 +31,22 @@ WEIGHTS = Path(__file__).parent / "recogniser.safetensors"
 CARD = Path(__file__).parent / "recogniser.json"
 
 
+def conv_trunk(width: int, features: int = 256) -> nn.Sequential:
+    """[B, 3, 64, 64] in [-1, 1] -> [B, features]: four stages of conv + strided conv (64 -> 4 px)."""
+    layers, channels = [], 3
+    for out in (width, 2 * width, 4 * width, 4 * width):  # 64 -> 32 -> 16 -> 8 -> 4
+        layers += [nn.Conv2d(channels, out, 3, padding=1), nn.GroupNorm(8, out), nn.SiLU(),
+                   nn.Conv2d(out, out, 3, padding=1, stride=2), nn.SiLU()]
+        channels = out
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * 16, features), nn.SiLU())
+
+
 class Recogniser(nn.Module):
     """[B, 3, 64, 64] in [0, 1] -> logits over CATEGORIES [B, 10], PALETTE [B, 10] and SIDES [B, 3]."""
 
     def __init__(self, width: int = 32):
         super().__init__()
-        w = width
-        layers, channels = [], 3
-        for out in (w, 2 * w, 4 * w, 4 * w):  # 64 -> 32 -> 16 -> 8 -> 4
-            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.GroupNorm(8, out), nn.SiLU(),
-                       nn.Conv2d(out, out, 3, padding=1, stride=2), nn.SiLU()]
-            channels = out
-        self.features = nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * 16, 256), nn.SiLU())
+        self.features = conv_trunk(width)
         self.heads = nn.ModuleDict({"category": nn.Linear(256, len(CATEGORIES)), "colour": nn.Linear(256, len(PALETTE)),
                                     "side": nn.Linear(256, len(SIDES))})
 

@@ -1,0 +1,55 @@
+"""The training loop and weight files shared by the world's small networks (the recogniser, the critic).
+
+Used by examples/train_recogniser.py and examples/train_critic.py: AdamW with a one-cycle schedule,
+a JSON line of the loss every `log_every` steps, and fp16 safetensors with a JSON card beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+def fit(model: nn.Module, steps: int, lr: float, step_loss: Callable[[int], torch.Tensor], log_every: int = 500) -> float:
+    """`steps` AdamW steps (weight decay 1e-4, one-cycle lr up to `lr`) on step_loss(step); returns the seconds taken."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    begin = time.time()
+    for step in range(steps):
+        loss = step_loss(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % log_every == 0 or step == steps - 1:
+            print(json.dumps({"step": step, "loss": round(loss.item(), 4)}), flush=True)
+    return time.time() - begin
+
+
+def save_weights(model: nn.Module, folder: Path, stem: str, card: dict) -> None:
+    """folder/stem.safetensors (fp16) and folder/stem.json (the card)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().half().contiguous().cpu() for k, v in model.state_dict().items()}, str(folder / f"{stem}.safetensors"))
+    (folder / f"{stem}.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def training_arguments(description: str, train: int, held_out: int, steps: int, what: str) -> argparse.Namespace:
+    """The command line of a world network's training script (pool sizes, steps, batch, lr, width, device, --out)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--train", type=int, default=train, help=f"training {what}")
+    parser.add_argument("--held-out", type=int, default=held_out, help=f"held-out {what} (other seeds)")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, required=True)
+    return parser.parse_args()
