@@ -1,15 +1,14 @@
-"""SDS vs SDI against the world's ground truth, side by side (shared/world.md).
+"""SDS vs SDI against the world's ground truth, side by side (gsdi/world/evaluate.py; docs/eval/eval.md).
 
-    python examples/eval_world.py --prompts "a red castle" "a blue car" --preset preview --out docs/eval
+    python examples/eval_world.py --prompts "a red castle" "a blue car" --preset default --device cuda --out docs/eval/run
+    python examples/eval_world.py --score A.ply B.ply --prompts "a red castle" --out DIR
 
-For each prompt runs three generations with the same seed, prior and step budget: SDS with random t
-(the classic baseline), SDS with SDI's annealed t (separates "annealing helps" from "inversion
-helps") and SDI. Each scene is rendered from held-out views (8 azimuths x 2 elevations) next to M
-fixed instances of the prompt drawn from the world, and scored by
-- best-instance PSNR: max over instances of the mean PSNR over views (blurry averages score low),
-- silhouette IoU (alpha > 0.5) against that instance,
-- front/back: whether the generated front and back match the instance's front and back better
-  than swapped (1) or not (0): the Janus check.
+For each prompt runs the chosen methods with the same seed, prior and step budget (or, with
+--score, reads the given scene files), renders each scene from the held-out views and scores it
+with gsdi.world.evaluate: fidelity_kid and sharpness (the world critic: they see blur, noise, haze
+and missing parts), best-instance PSNR (rewards a blurry average: layout and colour only),
+silhouette IoU, front/back, haze, size, and the recognised share. Each prompt also gets the prior's
+own DDIM samples scored the same way (ddim_fidelity_kid, ddim_sharpness): the 2D reference.
 Also the 2D analogue: one image optimised directly by SDS and by SDI, beside plain DDIM sampling with
 the same number of UNet calls, each scored by its error to the nearest world render of the prompt.
 Writes eval.json, eval.md and grid.png to --out.
@@ -27,14 +26,15 @@ from pathlib import Path
 import torch
 
 import gsdi
-from gsdi.cameras import orbit_cameras
 from gsdi.config import GuidanceConfig
-from gsdi.export import image_grid, read_ply, write_png
+from gsdi.export import image_grid, read_any, write_png
 from gsdi.guidance import Rng, guidance_loss, timestep
 from gsdi.guidance.ddim import ddim_sample, sampling_grid
 from gsdi.priors import TextCond, load_prior
 from gsdi.render import render
-from gsdi.world import pad_objects, parse, render_objects, sample_object
+from gsdi.world import parse
+from gsdi.world.critic import load_critic
+from gsdi.world.evaluate import AZIMUTHS, Yardstick, compare, eval_cameras, reference_objects, render_instances
 
 METHODS = {  # name: guidance overrides
     "sds-random-t": {"guidance.method": "sds", "guidance.t_schedule": "random"},
@@ -46,8 +46,6 @@ METHODS = {  # name: guidance overrides
     "ism": {"guidance.method": "ism", "guidance.t_schedule": "anneal"},
 }
 DEFAULT_METHODS = ["sds-random-t", "sds-annealed-t", "sdi"]
-AZIMUTHS = [0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0]
-ELEVATIONS = [5.0, 30.0]
 
 
 def random_prompts(n: int, seed: int) -> list[str]:
@@ -70,70 +68,25 @@ def recognised(recogniser, views: torch.Tensor, spec) -> dict:
     return {"recognised": round(sum(both) / len(both), 3), "category_recognised": round(sum(category) / len(category), 3)}
 
 
-def ddim_views(prior, prompt: str, seed: int) -> torch.Tensor:
-    """[8, S, S, 3] DDIM-50 samples (CFG 7.5) of the prompt with the view words of the ring's 8 azimuths."""
-    from gsdi.cameras import view_word
-
-    words = [view_word(a, 30.0) for a in AZIMUTHS]
-    text = TextCond(prior.text_embeddings([f"{prompt}, {w} view" for w in words]), prior.text_embeddings([""] * len(words)))
-    x = prior.encode(torch.zeros(len(words), 3, prior.image_size, prior.image_size, device=prior.device))
-    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(prior.device)
-    grid = sampling_grid(1000, 50, prior.steps_offset)
-    return prior.decode(ddim_sample(lambda v, t: prior.predict_noise(v, t, text, 7.5), z, prior.alphas_cumprod, grid)).permute(0, 2, 3, 1)
-
-
-def eval_cameras(size: int):
-    az = torch.tensor(AZIMUTHS * len(ELEVATIONS))
-    el = torch.tensor([e for e in ELEVATIONS for _ in AZIMUTHS])
-    n = az.shape[0]
-    return orbit_cameras(az, el, torch.full((n,), 1.8), torch.full((n,), 55.0), size, size)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR of [V, H, W, 3] in [0, 1]."""
-    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return -10 * torch.log10(mse)
-
-
-def score(scene_rgb, scene_alpha, inst_rgb, inst_alpha) -> dict:
-    """scene [V,H,W,*], instances [M,V,H,W,*] -> best-instance PSNR, IoU, front/back correctness."""
-    per_instance = torch.stack([psnr(scene_rgb, inst_rgb[m]).mean() for m in range(inst_rgb.shape[0])])
-    best = int(per_instance.argmax())
-    a, b = scene_alpha[..., 0] > 0.5, inst_alpha[best][..., 0] > 0.5
-    iou = float((a & b).sum() / (a | b).sum().clamp_min(1))
-    front, back = AZIMUTHS.index(0.0), AZIMUTHS.index(180.0)
-    f_gen, b_gen = scene_rgb[[front, back]]
-    f_ref, b_ref = inst_rgb[best][[front, back]]
-    straight = psnr(f_gen[None], f_ref[None]) + psnr(b_gen[None], b_ref[None])
-    swapped = psnr(f_gen[None], b_ref[None]) + psnr(b_gen[None], f_ref[None])
-    # Haze: the share of the scene's rendered alpha that falls outside the matched instance's
-    # silhouette grown by 2 pixels (so edges do not count), and the share of it that is faint (< 0.5).
-    grown = torch.nn.functional.max_pool2d(b[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
-    alpha = scene_alpha[..., 0]
-    outside = alpha * ~grown
-    return {"best_instance_psnr": round(float(per_instance[best]), 2), "silhouette_iou": round(iou, 3),
-            "front_back_correct": int(straight.item() > swapped.item()), "best_instance": best,
-            "alpha_outside": round(float(outside.sum() / alpha.sum().clamp_min(1e-6)), 4),
-            "faint_alpha_outside": round(float((outside * (alpha < 0.5)).sum() / alpha.sum().clamp_min(1e-6)), 4),
-            # Size: the scene's silhouette area over the matched instance's (1: the world's framing).
-            "area_ratio": round(float(a.sum() / b.sum().clamp_min(1)), 3)}
-
-
-def method_means(rows: list[dict], ddim_share: dict) -> dict:
-    """Per method: the mean of each score over its prompts, front/back and majority-recognised counts."""
+def method_means(rows: list[dict], ddim: dict) -> dict:
+    """Per method: the mean of each score over its prompts (with the DDIM reference's over the same
+    prompts), front/back and majority-recognised counts."""
     out = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         mean = lambda key, digits=3: round(sum(r[key] for r in mine) / len(mine), digits)  # noqa: E731
-        out[method] = {"prompts": len(mine), "best_instance_psnr": mean("best_instance_psnr", 2),
+        ref = lambda key, digits: round(sum(ddim[r["prompt"]][key] for r in mine) / len(mine), digits)  # noqa: E731
+        out[method] = {"prompts": len(mine), "fidelity_kid": mean("fidelity_kid", 5), "ddim_fidelity_kid": ref("ddim_fidelity_kid", 5),
+                       "sharpness": mean("sharpness", 4), "ddim_sharpness": ref("ddim_sharpness", 4),
+                       "best_instance_psnr": mean("best_instance_psnr", 2),
                        "silhouette_iou": mean("silhouette_iou"), "front_back_correct": f"{sum(r['front_back_correct'] for r in mine)}/{len(mine)}",
                        "alpha_outside": mean("alpha_outside", 4), "faint_alpha_outside": mean("faint_alpha_outside", 4),
                        "area_ratio": mean("area_ratio")}
         if all("recognised" in r for r in mine):
             out[method]["recognised"] = mean("recognised")
             out[method]["recognised_by_majority"] = f"{sum(r['recognised'] > 0.5 for r in mine)}/{len(mine)}"
-            if all(r["prompt"] in ddim_share for r in mine):
-                out[method]["ddim_recognised"] = round(sum(ddim_share[r["prompt"]]["recognised"] for r in mine) / len(mine), 3)
+            if all("recognised" in ddim[r["prompt"]] for r in mine):
+                out[method]["ddim_recognised"] = ref("recognised", 3)
     return out
 
 
@@ -171,23 +124,31 @@ def image_analogue(prior, prompt: str, world_refs: torch.Tensor, steps: int, see
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", nargs="+", default=["a red castle", "a blue car"])
+    parser.add_argument("--score", nargs="+", type=Path, default=None, metavar="SCENE",
+                        help="score these scene files (.ply, compressed .ply, .splat) for the one prompt of --prompts "
+                             "instead of generating; each row's method is the file's name without its extension")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="DIR",
+                        help="write one table to --out from these eval_world output folders (runs split over processes)")
     parser.add_argument("--random-prompts", type=int, default=0, metavar="N",
                         help="instead of --prompts, N prompts drawn at random (category and colour) with --prompt-seed: "
                              "prompts nobody chose, for held-out checks")
     parser.add_argument("--prompt-seed", type=int, default=0)
     parser.add_argument("--no-recogniser", action="store_true", help="skip the recognised share (gsdi/world/recogniser.py)")
-    parser.add_argument("--preset", default="preview")
+    parser.add_argument("--preset", default="default")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--prior", default="embedded")
-    parser.add_argument("--instances", type=int, default=8)
+    parser.add_argument("--instances", type=int, default=8, help="world instances for PSNR, IoU and front/back")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-steps", type=int, default=200, help="steps of the 2D analogue (0: skip it)")
+    parser.add_argument("--image-steps", type=int, default=0, help="steps of the 2D analogue (0: skip it)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
                         help=f"any of {', '.join(METHODS)}, or NAME='{{\"guidance.field\": value, ...}}' for a variant")
-    parser.add_argument("--device", default="cpu", help="where the generations run (auto, cpu, cuda); scoring is on CPU")
+    parser.add_argument("--device", default="cpu", help="where the generations, world renders and the prior run (auto, cpu, cuda)")
     parser.add_argument("--runs", type=Path, default=None, help="where the generations go (default: a temporary folder)")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     for i, text in enumerate(args.methods):  # NAME={...}: a named set of config overrides
         if "={" in text:
             name, fields = text.split("={", 1)
@@ -197,46 +158,62 @@ def main() -> None:
             parser.error(f"unknown method {text!r}; choose from {', '.join(METHODS)} or give NAME={{...}}")
     if args.random_prompts:
         args.prompts = random_prompts(args.random_prompts, args.prompt_seed)
+    if args.score is not None:
+        if len(args.prompts) != 1:
+            parser.error("--score takes exactly one prompt in --prompts (the one the scenes were made for)")
+        missing = [str(p) for p in args.score if not p.is_file()]
+        if missing:
+            parser.error(f"no such scene file: {', '.join(missing)}")
+        args.methods = [p.stem for p in args.score]
+        args.image_steps = 0
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.runs or Path(tempfile.mkdtemp(prefix="gsdi-eval-"))
 
-    rows, grid_rows, analogue, ddim_share = [], [], {}, {}
+    from gsdi.generate import resolve_device
+
+    device = resolve_device(args.device)
     recogniser = None
     if not args.no_recogniser:
         from gsdi.world.recogniser import load_recogniser
 
         recogniser = load_recogniser("cpu")
-    from gsdi.generate import resolve_device
-
-    prior = load_prior(args.prior, resolve_device(args.device))
-    size = prior.image_size
-    cams = eval_cameras(size)
+    prior = load_prior(args.prior, device)
+    yard = Yardstick(load_critic(device), prior.image_size, render_device=device)
+    cams = eval_cameras(prior.image_size)
+    ring = slice(len(AZIMUTHS), None)  # the 30-degree ring: the grid's and the recogniser's views
+    rows, grid_rows, analogue, ddim = [], [], {}, {}
     for prompt in args.prompts:
         spec = parse(prompt)
-        instances = [sample_object(spec.category, spec.colour, 1000 + m)[0] for m in range(args.instances)]
-        inst = [render_objects(pad_objects([o] * len(cams)), cams) for o in instances]
-        inst_rgb, inst_alpha = torch.stack([r for r, _ in inst]), torch.stack([a for _, a in inst])
-        scored = {}
-        for name in args.methods:
-            overrides = dict(METHODS[name])
-            steps = overrides.pop("steps", args.steps)  # a method may set its own step count
-            result = gsdi.generate(prompt, out=runs / f"{prompt.replace(' ', '-')}-{name}",
-                                   preset=args.preset, steps=steps, seed=args.seed, prior=args.prior,
-                                   device=args.device, force=True, progress=False, **overrides)
-            with torch.no_grad():
-                r = render(read_ply(result.ply), cams, (1.0, 1.0, 1.0), "torch")
-            scored[name] = score(r.rgb, r.alpha, inst_rgb, inst_alpha)
-            if recogniser is not None:  # the 8 views of the 30-degree ring, named by the recogniser
-                scored[name].update(recognised(recogniser, r.rgb[len(AZIMUTHS):], spec))
-            scored[name]["seconds"] = round(result.seconds, 1)
-            rows.append({"prompt": prompt, "method": name, **scored[name]})
-            grid_rows.append(r.rgb[len(AZIMUTHS):])  # the 30-degree ring
-            print(json.dumps(rows[-1]), flush=True)
+        inst_rgb, inst_alpha = render_instances(reference_objects(spec, args.instances), cams, device)
+        ddim[prompt], samples = yard.ddim(prior, prompt, spec, seed=args.seed)
         if recogniser is not None:
-            ddim_share[prompt] = recognised(recogniser, ddim_views(prior, prompt, args.seed), spec)
-            print(json.dumps({"prompt": prompt, "ddim_samples": ddim_share[prompt]}), flush=True)
+            ddim[prompt].update(recognised(recogniser, samples, spec))
+        print(json.dumps({"prompt": prompt, **ddim[prompt]}), flush=True)
+        scored = {}
+        for i, name in enumerate(args.methods):
+            if args.score is not None:
+                scene, seconds = read_any(args.score[i]), None
+            else:
+                overrides = dict(METHODS[name])
+                steps = overrides.pop("steps", args.steps)  # a method may set its own step count
+                result = gsdi.generate(prompt, out=runs / f"{prompt.replace(' ', '-')}-{name}",
+                                       preset=args.preset, steps=steps, seed=args.seed, prior=args.prior,
+                                       device=args.device, force=True, progress=False, **overrides)
+                scene, seconds = read_any(result.ply), round(result.seconds, 1)
+            with torch.no_grad():  # gsdi's torch rasterizer (the same pixels everywhere), on the chosen device
+                r = render({k: v.to(device) for k, v in scene.items()}, cams, (1.0, 1.0, 1.0), "torch")
+            r.rgb, r.alpha = r.rgb.cpu(), r.alpha.cpu()
+            scored[name] = {**yard.score(spec, r.rgb), **compare(r.rgb, r.alpha, inst_rgb, inst_alpha)}
+            if recogniser is not None:
+                scored[name].update(recognised(recogniser, r.rgb[ring], spec))
+            scored[name]["seconds"] = seconds
+            rows.append({"prompt": prompt, "method": name, **scored[name]})
+            grid_rows.append(r.rgb[ring])
+            print(json.dumps(rows[-1]), flush=True)
+        # Above each prompt's rows: the best-matching world instance, then the DDIM reference samples.
         best = scored[args.methods[-1]]["best_instance"]
-        grid_rows.insert(len(grid_rows) - len(args.methods), inst_rgb[best][len(AZIMUTHS):])
+        grid_rows.insert(len(grid_rows) - len(args.methods), inst_rgb[best][ring])
+        grid_rows.insert(len(grid_rows) - len(args.methods), samples[: len(AZIMUTHS)])
         if args.image_steps <= 0:
             continue
         refs = inst_rgb[:, AZIMUTHS.index(0.0)]  # the instances' front views, 5 degrees up
@@ -245,37 +222,59 @@ def main() -> None:
         write_png(args.out / f"image_analogue-{prompt.replace(' ', '-')}.png",
                   image_grid(torch.cat([images[k] for k in ("sds", "sdi", "ddim")]).permute(0, 2, 3, 1), 3))
 
-    write_png(args.out / "grid.png", image_grid(torch.cat(grid_rows), len(AZIMUTHS)))
-    means = method_means(rows, ddim_share)
-    summary = {"command": "python examples/eval_world.py " + shlex.join(sys.argv[1:]), "rows": rows, "image_analogue": analogue,
-               "ddim_samples_recognised": ddim_share, "means": means}
-    (args.out / "eval.json").write_text(json.dumps(summary, indent=2))
-    lines = ["Per method, over the prompts:", "",
-             "| method | prompts | mean PSNR | mean IoU | front/back right | recognised by majority | recognised share "
-             "(DDIM samples') | alpha outside (faint) | area ratio |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {m} | {v['prompts']} | {v['best_instance_psnr']} | {v['silhouette_iou']} | {v['front_back_correct']} | "
+    command = "python examples/eval_world.py " + shlex.join(sys.argv[1:])
+    write_results(args.out, [command], rows, ddim, analogue, image_grid(torch.cat(grid_rows), len(AZIMUTHS)))
+
+
+def merge(folders: list[Path], out: Path) -> None:
+    """One table from several eval_world outputs (runs split over processes): rows, DDIM references
+    and grids in the order given."""
+    import numpy as np
+    from PIL import Image
+
+    parts = [json.loads((f / "eval.json").read_text()) for f in folders]
+    commands = [c for p in parts for c in (p["commands"] if "commands" in p else [p["command"]])]
+    grid = np.concatenate([np.asarray(Image.open(f / "grid.png").convert("RGB")) for f in folders])
+    write_results(out, commands, [r for p in parts for r in p["rows"]], {k: v for p in parts for k, v in p["ddim"].items()},
+                  {k: v for p in parts for k, v in p["image_analogue"].items()}, grid)
+
+
+def write_results(out: Path, commands: list[str], rows: list[dict], ddim: dict, analogue: dict, grid) -> None:
+    """eval.json, eval.md and grid.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_png(out / "grid.png", grid)
+    means = method_means(rows, ddim)
+    summary = {"commands": commands, "rows": rows, "ddim": ddim, "image_analogue": analogue, "means": means}
+    (out / "eval.json").write_text(json.dumps(summary, indent=2))
+    lines = ["Per method, over the prompts (fidelity_kid: lower is better; sharpness: higher is better; "
+             "in brackets the prior's own DDIM samples of the same prompts):", "",
+             "| method | prompts | fidelity_kid (DDIM) | sharpness (DDIM) | mean PSNR | mean IoU | front/back right | "
+             "recognised by majority | recognised share (DDIM) | alpha outside (faint) | area ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {m} | {v['prompts']} | {v['fidelity_kid']:.4f} ({v['ddim_fidelity_kid']:.4f}) | {v['sharpness']:.3f} "
+              f"({v['ddim_sharpness']:.3f}) | {v['best_instance_psnr']} | {v['silhouette_iou']} | {v['front_back_correct']} | "
               f"{v.get('recognised_by_majority', '-')} | {v.get('recognised', '-')} ({v.get('ddim_recognised', '-')}) | "
               f"{v['alpha_outside']:.1%} ({v['faint_alpha_outside']:.1%}) | {v['area_ratio']} |" for m, v in means.items()]
-    lines += ["", "| prompt | method | best-instance PSNR | silhouette IoU | front/back correct | recognised | DDIM samples recognised "
-             "| alpha outside (faint) | area ratio | loop s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['prompt']} | {r['method']} | {r['best_instance_psnr']} | {r['silhouette_iou']} | "
-              f"{r['front_back_correct']} | {r.get('recognised', '-')} | "
-              f"{ddim_share.get(r['prompt'], {}).get('recognised', '-')} | "
-              f"{r['alpha_outside']:.1%} ({r['faint_alpha_outside']:.1%}) | {r['area_ratio']} | {r['seconds']} |" for r in rows]
-    if recogniser is not None:
-        lines += ["", "alpha outside: share of the scene's rendered alpha outside the matched instance's silhouette "
-                  "grown by 2 pixels (haze, floaters, and a scene larger than the instance); faint: of it, pixels "
-                  "with alpha < 0.5. area ratio: the scene's silhouette area over the matched instance's (1 is the world's size)."]
-        lines += ["", "recognised: share of the 8 views of the 30-degree ring that the world recogniser names as the "
-                  "prompt's category and colour; DDIM samples: the same share for 8 DDIM-50 samples of the prompt "
-                  "(CFG 7.5) with the view words of those 8 cameras."]
+    lines += ["", "| prompt | method | fidelity_kid (DDIM) | sharpness (DDIM) | best-instance PSNR | silhouette IoU | "
+              "front/back correct | recognised (DDIM) | alpha outside (faint) | area ratio | loop s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['prompt']} | {r['method']} | {r['fidelity_kid']:.4f} ({ddim[r['prompt']]['ddim_fidelity_kid']:.4f}) | "
+              f"{r['sharpness']:.3f} ({ddim[r['prompt']]['ddim_sharpness']:.3f}) | {r['best_instance_psnr']} | {r['silhouette_iou']} | "
+              f"{r['front_back_correct']} | {r.get('recognised', '-')} ({ddim[r['prompt']].get('recognised', '-')}) | "
+              f"{r['alpha_outside']:.1%} ({r['faint_alpha_outside']:.1%}) | {r['area_ratio']} | {r['seconds'] if r['seconds'] is not None else '-'} |"
+              for r in rows]
+    lines += ["", "What each column rewards: docs/eval/eval.md. grid.png: per prompt, the best-matching world instance, "
+              "16 DDIM reference samples' first 8, then one row per method (the 30-degree ring of views)."]
     if analogue:
         lines += ["", "2D analogue (error to the nearest world front view; lower is better):", "",
                   "| prompt | SDS | SDI | DDIM (same UNet calls as SDI) |", "|---|---|---|---|"]
         lines += [f"| {p} | {a['sds']['nearest_world_mse']} | {a['sdi']['nearest_world_mse']} | {a['ddim']['nearest_world_mse']} |"
                   for p, a in analogue.items()]
-    (args.out / "eval.md").write_text(f"Made by: `{summary['command']}`\n\n" + "\n".join(lines) + "\n")
+    made = "\n".join(f"`{c}`" for c in commands)
+    (out / "eval.md").write_text(f"Made by:\n{made}\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
 
 
 if __name__ == "__main__":
