@@ -6,7 +6,7 @@
 Optimises one 64x64 image of --prompt (front view) directly with guidance_loss, from grey or from
 the prior's own DDIM sample (`init`), with any GuidanceConfig fields plus `opt` (adam/sgd) and `lr`
 per variant, and prints the error to the nearest world render (as examples/eval_world.py's 2D
-analogue) over the run. Writes the images (DDIM sample first) to --png. docs/eval/findings.md
+analogue) over the run. Writes the images (DDIM sample first) to --png. docs/research-log.md
 quotes its output.
 """
 

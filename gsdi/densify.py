@@ -7,7 +7,7 @@ a chained comparison), we call `reset_opa` ourselves on the configured schedule.
 
 Haze: faint Gaussians around the object are invisible to the prior on a white background, so no
 guidance removes them. From `clean_start` on, `opacity_penalty` adds opacity_l1 x mean opacity to
-the loss and `clean` removes the ones fainter than `clean_opa` (docs/eval/findings.md).
+the loss and `clean` removes the ones fainter than `clean_opa` (docs/research-log.md).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ inversion scale and eta-scaled noise. The paper starts from the clean render (a 
 with abar = 1). With `inversion_start` / `inversion_start_ratio` the render is first noised with
 fresh noise to t0 and inverted from there: an off-manifold render (a first blob of Gaussians) makes
 the model's noise prediction at t ~ 0 explode, and a little real noise keeps the inversion on the
-model's manifold of noisy images (docs/eval/findings.md).
+model's manifold of noisy images (docs/research-log.md).
 `inversion_renormalise` rescales kappa to unit RMS per view, keeping its direction (off: it
-measured no better, findings.md).
+measured no better, research-log.md).
 Cost: one CFG-batched UNet call per grid point in [t0, t), plus one.
 """
 
