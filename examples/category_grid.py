@@ -47,7 +47,7 @@ def main() -> None:
     for prompt in args.prompts:
         result = gsdi.generate(prompt, out=runs / prompt.replace(" ", "-"), preset=args.preset, seed=args.seed,
                                device=args.device, force=True, progress=False, turntable_frames=0, **overrides)
-        views.append(render_orbit(read_ply(result.ply), n, args.size, backend="torch"))  # 15 degrees up, distance 2, fov 55
+        views.append(render_orbit(read_ply(result.ply), n, args.size, distance=2.0, fov=55.0, backend="torch"))  # 15 degrees up, fov 55: the world's scale
         seconds[prompt] = round(result.seconds, 1)
         print(json.dumps({"prompt": prompt, "loop_seconds": seconds[prompt], "method": result.config.guidance.method}), flush=True)
     write_png(args.out / "grid.png", image_grid(torch.cat(views), n))

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from gsdi.config import TURNTABLE_FRAMES
 from gsdi.errors import GsdiError
 
 app = typer.Typer(
@@ -19,8 +20,18 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from gsdi import __version__
+
+        typer.echo(f"gsdi {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print gsdi's version and exit."),
+) -> None:
     """Text to 3D Gaussian splats. Run `gsdi generate --help` to start."""
 
 
@@ -126,8 +137,9 @@ def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard o
 def export(
     scene: Path = typer.Argument(..., help="The scene to convert (.ply, compressed .ply or .splat)."),
     format: str = typer.Option(..., "--format", "-f", help="ply (standard 3DGS), splat (web viewers), ply-compressed (SuperSplat), or a coloured mesh: mesh-obj, mesh-ply, mesh-glb (needs open3d)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: beside SCENE with the format's extension)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: beside SCENE, named for the format: scene.splat, scene.compressed.ply, scene.mesh.glb and so on; a .ply from a .ply is scene.export.ply, or scene.sh3.ply with --sh-degree 3)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    sh_degree: Optional[int] = typer.Option(None, "--sh-degree", help="ply: write SH bands up to this degree, zeros above the scene's own (renders the same). Use 3 for loaders that expect INRIA's layout at degree 3 (45 f_rest fields), such as the reference 3DGS code."),
     clean: bool = typer.Option(False, "--clean", help="First drop floaters (outlier removal on the centres; needs open3d)."),
     voxel: float = typer.Option(0.01, help="Mesh formats: voxel size in world units (objects span about 1)."),
     y_up: Optional[bool] = typer.Option(None, "--y-up/--y-down", help="Up axis of the file. Default per format: +Y for meshes (glTF's rule), -Y for splats (what splat viewers expect)."),
@@ -141,10 +153,16 @@ def export(
 
     if format not in FORMATS:
         raise GsdiError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
+    if sh_degree is not None and format != "ply":
+        raise GsdiError(f"--sh-degree applies to --format ply (the other formats store no or fixed SH bands), not {format}")
     if y_up is None:
         y_up = format.startswith("mesh-")
     params = read_any(scene)
-    target = out or scene.with_name(scene.name.split(".")[0] + FORMATS[format])
+    if sh_degree is not None:
+        from gsdi.export import pad_sh
+
+        params = pad_sh(params, sh_degree)
+    target = out or default_export_path(scene, format, sh_degree)
     if target.resolve() == scene.resolve():
         raise GsdiError(f"--out {target} is the input file; choose another name")
     if target.exists() and not force:
@@ -171,24 +189,37 @@ def export(
     writer = {"ply": write_ply, "splat": write_splat, "ply-compressed": write_compressed_ply}[format]
     count = writer(target, params)
     dropped = params["means"].shape[0] - count
-    typer.echo(f"wrote {target} ({count} Gaussians{f', {dropped} non-finite dropped' if dropped else ''}{note})")
+    why = "non-finite or of opacity <= 1/255" if format == "ply-compressed" else "non-finite"
+    typer.echo(f"wrote {target} ({count} Gaussians{f', {dropped} {why} left out' if dropped else ''}{note})")
+
+
+def default_export_path(scene: Path, format: str, sh_degree: int | None) -> Path:
+    """Beside the scene, named for the format; never the scene itself."""
+    stem = scene.name.split(".")[0]
+    if sh_degree is not None:
+        return scene.with_name(f"{stem}.sh{sh_degree}.ply")
+    target = scene.with_name(stem + FORMATS[format])
+    return target if target.resolve() != scene.resolve() else scene.with_name(f"{stem}.export{FORMATS[format]}")
 
 
 @app.command()
 def render(
     scene: Path = typer.Argument(..., help="The scene to render (.ply, compressed .ply or .splat)."),
-    turntable: Optional[Path] = typer.Option(None, "--turntable", help="Write a turntable video: .mp4 (a .gif without imageio-ffmpeg) or .gif."),
+    turntable: Optional[Path] = typer.Option(None, "--turntable", help="Write a turntable video: .mp4 (needs the video extra; a .gif without it, with a note) or .gif."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write a PNG grid of views around the object."),
-    frames: int = typer.Option(48, help="Turntable frames."),
+    frames: int = typer.Option(TURNTABLE_FRAMES, help="Turntable frames (as gsdi generate writes)."),
     views: int = typer.Option(8, help="Views in the grid (as preview.png)."),
     elevation: float = typer.Option(15.0, help="Camera elevation in degrees (positive looks down)."),
     size: int = typer.Option(256, help="Image side in pixels."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
 ) -> None:
-    """Render a turntable and/or a grid of views (CPU or GPU)."""
+    """Render a turntable and/or a grid of views (CPU or GPU).
+
+    The views are framed to the scene's bounds, the same for every view.
+    """
     from gsdi.export import image_grid, read_any, write_png
     from gsdi.generate import resolve_device
-    from gsdi.turntable import render_orbit, write_turntable
+    from gsdi.turntable import MP4_HINT, render_orbit, write_turntable
 
     if turntable is None and grid is None:
         raise GsdiError("say what to write: --turntable out.mp4 and/or --grid views.png")
@@ -196,6 +227,8 @@ def render(
     params = {k: v.to(dev) for k, v in read_any(scene).items()}
     if turntable is not None:
         written = write_turntable(params, turntable, frames=frames, size=size, elevation=elevation)
+        if written.suffix != turntable.suffix:
+            typer.echo(f"note: {MP4_HINT}", err=True)
         typer.echo(f"wrote {written} ({frames} frames)")
     if grid is not None:
         write_png(grid, image_grid(render_orbit(params, views, size, elevation), min(views, 4)))
@@ -277,17 +310,31 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as error:
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):  # click's own usage errors
+        usage, abort = click_exceptions()
+        if isinstance(error, usage):  # click's own usage errors (an unknown option, a missing argument)
             error.show()
             sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
+        if isinstance(error, abort):
             sys.exit(1)
         log = write_error_log()
         typer.echo(f"internal error: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}\n"
                    f"this is a bug in gsdi; the traceback is in {log}", err=True)
         sys.exit(1)
+
+
+def click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) of click and of the copy of click that typer 0.2x carries (typer._click)."""
+    import click
+
+    usage, abort = [click.exceptions.ClickException], [click.exceptions.Abort]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        vendored = None
+    for name, found in (("ClickException", usage), ("Abort", abort)):
+        if hasattr(vendored, name):
+            found.append(getattr(vendored, name))
+    return tuple(usage), tuple(abort)
 
 
 def write_error_log() -> Path:

@@ -17,6 +17,9 @@ from gsdi.errors import GsdiError
 DEFAULT_PRIOR = "embedded"  # shipped in the package; works offline (gsdi/priors/embedded/MODEL_CARD.md)
 
 
+TURNTABLE_FRAMES = 48  # frames of a turntable, from `gsdi generate` and `gsdi render` alike
+
+
 @dataclass
 class SceneConfig:
     """Initial Gaussians: random points in a ball, small isotropic scales, grey, half transparent."""
@@ -49,8 +52,7 @@ class CameraConfig:
     fov_range: tuple[float, float] = (40.0, 70.0)  # vertical field of view, degrees
     elevation_range: tuple[float, float] = (-10.0, 45.0)  # degrees, positive looks down
     views_per_step: int = 1  # B: views rendered and guided together in one step
-    eval_radius: float = 2.0
-    eval_fov: float = 70.0
+    eval_fov: float = 40.0  # preview.png and the turntable: field of view; the distance frames the scene
     eval_elevation: float = 15.0
     eval_views: int = 8  # views in preview.png (azimuths evenly spaced)
     view_dependent_prompt: bool = True  # append ", front view" etc. to the prompt
@@ -75,7 +77,7 @@ class GuidanceConfig:
     p_max: float = 0.98
     inversion_steps: int = 10  # K: grid points of the DDIM inversion
     # The paper inverts from the clean render with CFG -7.5 and eta 0.3; on the world prior that
-    # gives noise, not objects. gsdi's defaults, measured in docs/eval/findings.md: invert with the
+    # gives noise, not objects. gsdi's defaults, measured in docs/research-log.md: invert with the
     # conditional prediction (CFG 1), deterministically (eta 0), from the render noised with fresh
     # noise to t0 = max(inversion_start, inversion_start_ratio * t); at t' <= t0 the noise is SDS's.
     # inversion_start 0 (and ratio 0) is the paper's clean start.
@@ -111,7 +113,7 @@ class DensifyConfig:
     reset_every: int = 500  # opacity reset; done by us (gsplat 1.5.3's never fires)
     max_gaussians: int = 100_000
     # Haze: faint Gaussians around the object that the prior cannot see on a white background
-    # (docs/eval/findings.md). From clean_start (a fraction of the steps, by default where
+    # (docs/research-log.md). From clean_start (a fraction of the steps, by default where
     # densification stops), every refine_every steps and after the last step, Gaussians fainter than
     # clean_opa are removed, and opacity_l1 * mean(opacity) joins the loss so that the ones the
     # prior does not need fade.
@@ -130,9 +132,12 @@ class GenerateConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = 10  # read losses back from the device only every N steps
-    turntable_frames: int = 36  # turntable.mp4 (or .gif without imageio-ffmpeg) at the end; 0: none
+    turntable_frames: int = TURNTABLE_FRAMES  # turntable.mp4 (.gif without the video extra) at the end; 0: none
     checkpoint_every: int = 250  # steps between checkpoints (0: only at the end and on Ctrl-C/SIGTERM)
     cuda_graphs: bool = True  # replay the no-grad UNet calls from captured CUDA graphs (CUDA only)
+    # CPU threads; 0: chosen at the start from the cores that other work leaves free (OMP_NUM_THREADS,
+    # when set, is used instead); config.json records the number used, and --resume uses it again.
+    cpu_threads: int = 0
     scene: SceneConfig = field(default_factory=SceneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -149,10 +154,12 @@ class GenerateConfig:
 
 
 # Presets are overrides in the dotted form `make_config` takes, chosen from measurements
-# (docs/benchmarks.md, docs/bench_step.md, docs/eval/). On the world prior the short recipe scores best:
+# (docs/benchmarks.md, docs/bench_step.md, docs/eval/). They were chosen with best-instance PSNR, which
+# rewards a blurry average; the fidelity and sharpness measures (docs/eval/eval.md) prefer longer runs
+# (docs/research-log.md, 2026-12-01), so they are to be re-chosen. On PSNR the short recipe scores best:
 # at 250 steps SDS gives 21.9 dB best-instance PSNR over one prompt per category, at 500 steps (2 views a
 # step) 19.6, at 1000 steps 21.4 and at 1500 steps (the dataclass defaults, 4096 points) 19.7 on four of
-# them; 4 views a step or 4096 points scored lower too (docs/eval/findings.md, "Presets"). So `default`
+# them; 4 views a step or 4096 points scored lower too (docs/research-log.md, "Presets"). So `default`
 # and `preview` are that recipe: 250 steps, 2048 points, densified from step 50, at most 20k Gaussians,
 # SDI with K = 5 (it scored like K = 10 at 3.6 rather than 5.7 UNet calls a step). `preview` renders at
 # 256^2 instead of 512^2, which only Stable Diffusion notices (the embedded prior sees 64^2 either way).
@@ -189,7 +196,7 @@ def make_config(prompt: str, preset: str = "default", **overrides: Any) -> Gener
     given = {k.replace("__", "."): v for k, v in overrides.items() if v is not None}  # None: not given
     given.setdefault("guidance.method", "auto")
     # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the embedded prior, where it
-    # scored lower (docs/eval/findings.md).
+    # scored lower (docs/research-log.md).
     given.setdefault("guidance.perp_neg", not is_embedded_prior(given.get("prior", DEFAULT_PRIOR)))
     for key, value in {**PRESETS[preset], **given}.items():
         _set(config, key, value)
@@ -200,8 +207,8 @@ def make_config(prompt: str, preset: str = "default", **overrides: Any) -> Gener
 
 def resolve_auto_method(config: GenerateConfig) -> None:
     """`--guidance auto`: SDI for Stable Diffusion; SDS with the annealed t schedule for the embedded
-    prior, where SDI stays behind SDS (docs/eval/findings.md: best-instance PSNR 22.0 vs 22.2 dB on 20
-    prompts, 20.9 vs 21.8 dB on six unseen ones).
+    prior, where SDI stays behind SDS at the default preset (docs/research-log.md, 2026-12-01: fidelity
+    KID 1.12 vs 0.94 on 20 prompts, 1.35 vs 0.94 on six unseen ones; lower is better).
     config.json records the resolved method."""
     if config.guidance.method != "auto":
         return
@@ -242,6 +249,7 @@ def validate(config: GenerateConfig) -> None:
         (config.densify.max_gaussians >= config.scene.num_points, "densify.max_gaussians must be >= scene.num_points"),
         (0.0 <= config.densify.grow_quantile <= 1.0, "densify.grow_quantile must be in [0, 1]"),
         (config.log_every >= 1, "log_every must be at least 1"),
+        (config.cpu_threads >= 0, f"cpu_threads must be 0 (chosen from the free cores) or more (got {config.cpu_threads})"),
         (config.checkpoint_every >= 0, f"--checkpoint-every must be 0 (only at the end) or more (got {config.checkpoint_every})"),
     ]
     for ok, message in checks:

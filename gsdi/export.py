@@ -8,6 +8,7 @@ as INRIA writes them), opacity (logit), scale_0..2 (log), rot_0..3 (quaternion w
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,19 @@ def write_ply(path: str | Path, params: dict[str, Tensor]) -> int:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     PlyData([PlyElement.describe(vertex, "vertex")], text=False).write(str(path))
     return N
+
+
+def pad_sh(params: dict[str, Tensor], degree: int) -> dict[str, Tensor]:
+    """The same scene with SH bands up to `degree` (zeros above the scene's own, which renders the
+    same): for loaders that expect a fixed degree, such as INRIA's reference code (degree 3, 45 f_rest)."""
+    N, K = params["shN"].shape[0], params["shN"].shape[1] + 1
+    want = (degree + 1) ** 2
+    if not 0 <= degree <= 3:
+        raise GsdiError(f"--sh-degree must be 0, 1, 2 or 3 (got {degree})")
+    if want < K:
+        raise GsdiError(f"the scene has SH degree {math.isqrt(K) - 1}; --sh-degree {degree} would drop bands")
+    pad = params["shN"].new_zeros(N, want - K, 3)
+    return {**params, "shN": torch.cat([params["shN"], pad], dim=1)}
 
 
 # --- reading: our own header parser, so sizes are checked before anything is allocated ------------
@@ -189,8 +203,20 @@ def write_splat(path: str | Path, params: dict[str, Tensor]) -> int:
 
 
 def write_compressed_ply(path: str | Path, params: dict[str, Tensor]) -> int:
-    """SuperSplat's compressed .ply (chunks of 256 with quantised position/rotation/scale/colour)."""
+    """PlayCanvas's compressed .ply, as SuperSplat reads it (chunks of 256 with quantised
+    position/rotation/scale/colour, then the SH bands as bytes); returns the count written: rows
+    with NaN and Gaussians of opacity <= 1/255 (zero at 8 bits) are left out. At SH degree 0 the file has no
+    `sh` element, as PlayCanvas's own writer leaves it out (its reader refuses an element without properties)."""
     return _gsplat_export(path, params, "ply_compressed")
+
+
+def drop_empty_elements(data: bytes) -> bytes:
+    """A binary PLY with the header's elements that have no properties removed (they hold no bytes)."""
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    lines = data[:end].split(b"\n")
+    kept = [line for i, line in enumerate(lines)
+            if not (line.startswith(b"element ") and not lines[i + 1].startswith(b"property "))]
+    return b"\n".join(kept) + data[end:]
 
 
 def _gsplat_export(path, params, fmt: str) -> int:
@@ -201,9 +227,13 @@ def _gsplat_export(path, params, fmt: str) -> int:
     if p["means"].shape[0] == 0:
         raise GsdiError("no finite Gaussians to export")
     data = export_splats(p["means"], p["scales"], p["quats"], p["opacities"], p["sh0"], p["shN"], format=fmt)
+    count = len(data) // SPLAT_RECORD.itemsize
+    if fmt == "ply_compressed":  # gsplat leaves out Gaussians of opacity <= 1/255 (invisible at 8 bits)
+        data = drop_empty_elements(data)
+        count = int(re.search(rb"element vertex (\d+)", data[:MAX_HEADER_BYTES]).group(1))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_bytes(data)
-    return p["means"].shape[0]
+    return count
 
 
 SPLAT_RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])

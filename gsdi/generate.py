@@ -166,6 +166,7 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
 
     with StopSignals() as stop, StepProgress(config.steps, enabled=progress, start=gen.step) as bar:
         if gen.device.type == "cpu" and gen.step == 0:
+            bar.note(gen.threads_note)
             bar.note(expected_cpu_time(config))
         while gen.step < config.steps:
             start = time.perf_counter()
@@ -202,13 +203,14 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
     config = gen.config
     peak = torch.cuda.max_memory_allocated(gen.device) / 2**20 if gen.device.type == "cuda" else None
     write_ply(out / "scene.ply", gen.params)
-    write_png(out / "preview.png", image_grid(gen.eval_views(config.render.preview_size), 4))
+    write_png(out / "preview.png", image_grid(gen.preview_views(config.render.preview_size), 4))
     turntable = None
     if config.turntable_frames > 0:
         from gsdi.turntable import write_turntable
 
         turntable = write_turntable(dict(gen.params.items()), out / "turntable.mp4", frames=config.turntable_frames,
-                                    size=config.render.preview_size, backend=gen.backend).name
+                                    size=config.render.preview_size, elevation=config.camera.eval_elevation,
+                                    fov=config.camera.eval_fov, backend=gen.backend).name
     result = GenerateResult(out, config, gen.num_gaussians, gen.seconds, 1000 * gen.seconds / config.steps, peak,
                             gen.history)
     write_json(out / "metrics.json", {
@@ -270,6 +272,11 @@ class Generation:
 
         self.config = config
         self.device = resolve_device(config.device)
+        self.threads_note = None
+        if self.device.type == "cpu":
+            if config.cpu_threads == 0:
+                config.cpu_threads, self.threads_note = choose_cpu_threads()
+            torch.set_num_threads(config.cpu_threads)
         self.backend = resolve_backend(config.render.backend, self.device)
         self.rng = Rng.seeded(config.seed, self.device)
         torch.manual_seed(config.seed)  # gsplat's densification samples from torch's global generators
@@ -350,16 +357,31 @@ class Generation:
         checks += [torch.isfinite(p.grad).all() for p in self.params.values() if p.grad is not None]
         return bool(torch.stack(checks).all())
 
-    def eval_views(self, size: int | None = None) -> "torch.Tensor":
-        """[V, S, S, 3] renders from the fixed evaluation orbit (what preview.png shows); S: the training
-        render size unless given."""
-        from gsdi.cameras import eval_orbits
-        from gsdi.render import render
+    def preview_views(self, size: int | None = None) -> "torch.Tensor":
+        """[V, S, S, 3] renders around the scene, framed to its bounds (what preview.png shows); S: the
+        training render size unless given."""
+        from gsdi.turntable import render_orbit
 
-        cam, size = self.config.camera, size or self.size
-        with self._torch.no_grad():
-            views = eval_orbits(cam.eval_views, size, size, cam.eval_radius, cam.eval_fov, cam.eval_elevation)
-            return render(self.params, views, self.config.render.background, self.backend).rgb
+        cam = self.config.camera
+        return render_orbit(dict(self.params.items()), cam.eval_views, size or self.size, cam.eval_elevation,
+                            fov=cam.eval_fov, backend=self.backend, background=self.config.render.background)
+
+
+def choose_cpu_threads() -> tuple[int, str | None]:
+    """Threads for a CPU run and, when fewer than the cores, a line saying why: OMP_NUM_THREADS if set,
+    else the cores this process may use less the load other work puts on them (1-minute load average),
+    at least 1. Two threads on two cores that other work keeps busy run several times slower than one."""
+    import os
+
+    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"])), None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    threads = max(1, min(cores, round(cores - load)))
+    if threads == cores:
+        return threads, None
+    return threads, (f"CPU: other work keeps {load:.1f} of {cores} cores busy: using {threads} thread"
+                     f"{'s' if threads > 1 else ''} (choose with OMP_NUM_THREADS=N or --set cpu_threads=N)")
 
 
 def to_prior_input(rgb: "torch.Tensor", size: int) -> "torch.Tensor":
@@ -417,11 +439,16 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 class StepProgress:
     """A progress bar that fits 80 columns: steps, bar, rate, ETA (from the first step on), and t, loss
-    and Gaussian count of the last logged step; silent when disabled. `console` is for tests."""
+    and Gaussian count of the last logged step; silent when disabled. When the output is a file or a
+    pipe rather than a terminal, a plain line every LINE_EVERY of the run instead. `console` is for tests."""
+
+    LINE_EVERY = 0.05
 
     def __init__(self, total: int, enabled: bool = True, start: int = 0, console=None):
         self.total, self.enabled, self.progress, self.task, self.first = total, enabled, None, None, start
         self.console = console
+        self.next_line = start + max(1, round(total * self.LINE_EVERY))
+        self.last = {"t": "-", "loss": "-", "gaussians": "-"}
 
     def __enter__(self) -> "StepProgress":
         if self.enabled:
@@ -451,8 +478,14 @@ class StepProgress:
         done, elapsed = step - self.first, time.perf_counter() - self.start
         fields = {"rate": rate_text(done, elapsed), "eta": clock(elapsed / max(done, 1) * (self.total - step))}
         if record is not None:
-            fields.update(t=record["t"], loss=f"{record['loss']:.3g}", gaussians=record["gaussians"])
+            self.last = {"t": record["t"], "loss": f"{record['loss']:.3g}", "gaussians": record["gaussians"]}
+        fields.update(self.last)
         self.progress.update(self.task, completed=step, **fields)
+        if not self.progress.console.is_terminal and (step >= self.next_line or step == self.total):
+            self.next_line = step + max(1, round(self.total * self.LINE_EVERY))
+            self.progress.console.print(
+                f"step {step}/{self.total} ({100 * step / self.total:.0f}%) {fields['rate']} eta {fields['eta']} "
+                f"t={self.last['t']} loss={self.last['loss']} N={self.last['gaussians']}", highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc) -> None:
         if self.progress is not None:

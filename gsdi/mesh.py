@@ -22,8 +22,12 @@ MESH_FORMATS = {"mesh-obj": ".obj", "mesh-ply": ".ply", "mesh-glb": ".glb"}
 SYSTEM_PACKAGES = {"libusb-1.0": "libusb-1.0-0", "libGL": "libgl1", "libgomp": "libgomp1", "libX11": "libx11-6"}
 
 
-def open3d() -> Any:
-    """The open3d module, or a GsdiError that names what is missing (the package, or a system library)."""
+EXTRA_HINT = "install the mesh extra: pip install -e \".[mesh]\" in gsdi's folder (README, Install)"
+
+
+def open3d(purpose: str = "meshes") -> Any:
+    """The open3d module, or a GsdiError that says what `purpose` needs and what is missing (the
+    package, or a system library)."""
     try:
         import open3d as o3d
     except ImportError as error:
@@ -32,7 +36,7 @@ def open3d() -> Any:
             package = SYSTEM_PACKAGES.get(missing.group(1).split(".so")[0], "the package that provides it")
             raise GsdiError(f"open3d is installed but the system library {missing.group(1)} is missing; "
                             f"install {package} (Debian/Ubuntu: sudo apt-get install {package})") from None
-        raise GsdiError(f"meshes need open3d: pip install 'gsdi[mesh]' ({error})") from None
+        raise GsdiError(f"{purpose} need open3d, which is not installed; {EXTRA_HINT}") from None
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     return o3d
 
@@ -103,7 +107,7 @@ def write_mesh(mesh: Any, path: str | Path) -> None:
 
 def clean_splats(params: dict[str, Tensor], neighbours: int = 20, std_ratio: float = 2.0) -> dict[str, Tensor]:
     """Drop floaters: Gaussians whose mean distance to their neighbours is an outlier (open3d)."""
-    o3d = open3d()
+    o3d = open3d("--clean (floater removal) and meshes")
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(params["means"].detach().double().cpu().numpy()))
     _, keep = cloud.remove_statistical_outlier(nb_neighbors=neighbours, std_ratio=std_ratio)
     index = torch.as_tensor(np.asarray(keep), dtype=torch.long)

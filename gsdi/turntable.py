@@ -11,18 +11,46 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from gsdi.config import TURNTABLE_FRAMES
 from gsdi.errors import GsdiError
 
 
-def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: float = 15.0, distance: float = 2.0,
-                 fov: float = 55.0, backend: str = "auto", background=(1.0, 1.0, 1.0), batch: int = 8) -> Tensor:
-    """[frames, size, size, 3] renders at evenly spaced azimuths starting from the front."""
+FILL = 0.9  # a framed view's object fills this share of the tile's height
+
+
+def framing(params: dict[str, Tensor], fov: float) -> tuple[Tensor, float]:
+    """Centre [3] and camera distance that frame a scene: the middle of its visible Gaussians'
+    1st-99th percentile bounds, and the distance at which the sphere around it holding 99% of them
+    (each with 2 sigma of its largest scale) fills FILL of a `fov`-degree view. The same for every view."""
+    import math
+
+    means = params["means"].detach().float()
+    visible = torch.sigmoid(params["opacities"].detach().float().reshape(-1)) > 0.1
+    if int(visible.sum()) >= 8:
+        means = means[visible]
+        extent = 2 * torch.exp(params["scales"].detach().float()[visible]).amax(-1)
+    else:
+        extent = torch.zeros(means.shape[0], device=means.device)
+    lo, hi = torch.quantile(means, 0.01, dim=0), torch.quantile(means, 0.99, dim=0)
+    centre = (lo + hi) / 2
+    radius = float(torch.quantile((means - centre).norm(dim=-1) + extent, 0.99).clamp_min(1e-3))
+    return centre, radius / math.sin(math.radians(fov / 2) * FILL)
+
+
+def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: float = 15.0,
+                 distance: float | None = None, fov: float = 40.0, backend: str = "auto",
+                 background=(1.0, 1.0, 1.0), batch: int = 8) -> Tensor:
+    """[frames, size, size, 3] renders at evenly spaced azimuths starting from the front; distance
+    None frames the scene to its bounds (`framing`), a number looks at the origin from there."""
     from gsdi.cameras import orbit_cameras
     from gsdi.render import render, resolve_backend
 
     device = params["means"].device
     backend = resolve_backend(backend, device)
     params = {k: v.detach() for k, v in params.items()}
+    if distance is None:
+        centre, distance = framing(params, fov)
+        params["means"] = params["means"] - centre
     azimuth = torch.arange(frames, dtype=torch.float32) * (360.0 / frames)
     out = []
     with torch.no_grad():
@@ -35,10 +63,10 @@ def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: f
     return torch.cat(out)
 
 
-def write_turntable(params: dict[str, Tensor], path: str | Path, frames: int = 48, size: int = 256,
-                    elevation: float = 15.0, fps: int = 24, backend: str = "auto") -> Path:
-    """Render a turntable and write it as .mp4 (imageio-ffmpeg) or .gif; returns the written path
-    (a .gif beside the asked .mp4 when ffmpeg is not installed)."""
+def write_turntable(params: dict[str, Tensor], path: str | Path, frames: int = TURNTABLE_FRAMES, size: int = 256,
+                    elevation: float = 15.0, fov: float = 40.0, fps: int = 24, backend: str = "auto") -> Path:
+    """Render a turntable framed to the scene and write it as .mp4 (imageio-ffmpeg) or .gif; returns
+    the written path (a .gif beside the asked .mp4 when imageio-ffmpeg is not installed: see `has_mp4`)."""
     import imageio.v3 as iio
 
     path = Path(path)
@@ -46,15 +74,22 @@ def write_turntable(params: dict[str, Tensor], path: str | Path, frames: int = 4
         raise GsdiError(f"--turntable must end in .mp4 or .gif (got {path.name})")
     if frames < 1 or size < 16:
         raise GsdiError("--frames must be at least 1 and --size at least 16")
-    images = (render_orbit(params, frames, size, elevation, backend=backend).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    images = (render_orbit(params, frames, size, elevation, fov=fov, backend=backend).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".mp4":
-        try:
-            import imageio_ffmpeg  # noqa: F401
-
+        if has_mp4():
             iio.imwrite(path, images, fps=fps, codec="libx264", macro_block_size=1)
             return path
-        except ImportError:
-            path = path.with_suffix(".gif")
+        path = path.with_suffix(".gif")
     iio.imwrite(path, images, duration=1000 / fps, loop=0)
     return path
+
+
+MP4_HINT = "an .mp4 needs the video extra (pip install -e \".[video]\" in gsdi's folder); wrote a .gif instead"
+
+
+def has_mp4() -> bool:
+    """Whether .mp4 turntables can be written (imageio-ffmpeg, the `video` extra, is installed)."""
+    import importlib.util
+
+    return importlib.util.find_spec("imageio_ffmpeg") is not None

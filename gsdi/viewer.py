@@ -19,7 +19,8 @@ def start_server(port: int = 8080, host: str = "127.0.0.1") -> Any:
     try:
         import viser
     except ImportError:
-        raise GsdiError("the viewer needs viser: pip install 'gsdi[viewer]'") from None
+        raise GsdiError("the viewer needs viser, which is not installed; install the viewer extra: "
+                        "pip install -e \".[viewer]\" in gsdi's folder (README, Install)") from None
     try:
         server = viser.ViserServer(host=host, port=port, verbose=False)
     except OSError as error:

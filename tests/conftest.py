@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from gsdi.priors import TextCond
+
+# A CPU generation picks its thread count from the machine's load (gsdi.generate.choose_cpu_threads);
+# the suite fixes it, so that two runs compared bit for bit use the same count whatever else is running.
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -21,11 +27,11 @@ def pytest_collection_modifyitems(config, items):
     if importlib.util.find_spec("selenium") is None:
         missing.append("selenium (pip)")
     if missing:
-        skips["browser"] = f"needs {', '.join(missing)}: apt install chromium chromium-driver (see .ci/run)"
+        skips["browser"] = f"needs {', '.join(missing)}: apt install chromium chromium-driver"
     try:
         import open3d  # noqa: F401
     except ImportError as error:  # e.g. libusb-1.0 missing from the system
-        skips["mesh"] = f"needs open3d importable ({error}): pip install 'gsdi[mesh]' (and apt install libusb-1.0-0)"
+        skips["mesh"] = f"needs open3d importable ({error}): pip install -e \".[mesh]\" (and apt install libusb-1.0-0)"
     for item in items:
         for marker, reason in skips.items():
             if marker in item.keywords:

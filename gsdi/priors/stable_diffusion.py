@@ -215,8 +215,8 @@ def hub_source(name: str) -> str:
         return snapshot_download(name, local_files_only=True)
     except Exception:  # noqa: BLE001 - not in the cache (LocalEntryNotFoundError and kin)
         pass
-    advice = (f"download it where there is network (huggingface-cli download {name} --local-dir FOLDER) "
-              "and pass --prior FOLDER")
+    advice = (f"download it where there is network with huggingface_hub's `hf` command (hf download {name} "
+              "--local-dir FOLDER) and pass --prior FOLDER")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise GsdiError(f"{name} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {advice}")
     if not hub_reachable():

@@ -34,7 +34,8 @@ def parse(text: str) -> Prompt:
     unknown = [t for t in tokens if t not in VOCABULARY]
     if unknown:
         raise GsdiError(f"the embedded prior does not know {', '.join(repr(u) for u in dict.fromkeys(unknown))}; "
-                        f"its words are: {' '.join(VOCABULARY)} (prompts like \"a red castle\")")
+                        f"its words are: {' '.join(w for w in VOCABULARY if w != ',')} "
+                        f"(prompts like \"a red castle\" or \"a red castle, front view\")")
     view = None
     if "," in tokens:
         i = tokens.index(",")
