@@ -90,6 +90,7 @@ def test_splat_transform_reads_every_splat_format(files, scene, fmt, tmp_path):
     assert not any(k.startswith("f_rest_") for k in columns), "SH degree 0 has no f_rest columns"
 
 
+@pytest.mark.filterwarnings("ignore:The TBB threading layer")  # numba (under gsply) on an older system TBB
 @pytest.mark.parametrize("fmt", ["ply", "ply-compressed"])
 def test_gsply_reads_ply_and_compressed_ply(files, scene, fmt):
     gsply = pytest.importorskip("gsply", reason="needs gsply (pip install -e \".[test]\")")
