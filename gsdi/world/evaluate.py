@@ -107,29 +107,21 @@ def compare(scene_rgb: Tensor, scene_alpha: Tensor, inst_rgb: Tensor, inst_alpha
             "area_ratio": round(float(a.sum() / b.sum().clamp_min(1)), 3)}
 
 
-class _Features(torch.nn.Module):
-    """The critic's features as torchmetrics' KID feature network: [B, 3, 64, 64] -> [B, 256]."""
-
-    def __init__(self, critic: Critic):
-        super().__init__()
-        self.critic = critic
-
-    def forward(self, images: Tensor) -> Tensor:
-        with torch.no_grad():
-            h = self.critic.features(images.to(next(self.critic.parameters()).device))
-            return (h / self.critic.feature_rms).double().cpu()
-
-
+@torch.no_grad()
 def critic_features(critic: Critic, views: Tensor, batch: int = 512) -> Tensor:
     """Views [N, H, W, 3] in [0, 1] -> the critic's features [N, 256] over their RMS on clean renders
     (critic.json's feature_rms, so that KID comes in the usual units), float64 on the CPU."""
-    feature = _Features(critic)
-    return torch.cat([feature(to_input(views[i:i + batch])) for i in range(0, views.shape[0], batch)])
+    device = next(critic.parameters()).device
+    chunks = [critic.features(to_input(views[i:i + batch]).to(device)) / critic.feature_rms
+              for i in range(0, views.shape[0], batch)]
+    return torch.cat(chunks).double().cpu()
 
 
 def kid(fake: Tensor, real: Tensor, seed: int = 0) -> float:
-    """Unbiased KID (torchmetrics, cubic polynomial kernel) between feature sets [N, D] and [M, D];
-    subsets of min(N, M) drawn with `seed`, so the same inputs always give the same value."""
+    """Unbiased KID (torchmetrics, cubic polynomial kernel) between feature sets [N, D] and [M, D]
+    (the features are given, so torchmetrics' feature network is the identity); KID_SUBSETS subsets
+    of min(N, M) rows drawn with `seed`, so the same inputs always give the same value."""
+    assert fake.dim() == real.dim() == 2 and fake.shape[1] == real.shape[1], (fake.shape, real.shape)
     from torchmetrics.image.kid import KernelInceptionDistance
 
     with warnings.catch_warnings():
