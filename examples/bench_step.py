@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from gsdi.config import make_config
-from gsdi.generate import Generation
+from gsdi.step import Generation
 from gsdi.priors import load_prior, text_cond
 from gsdi.priors.graphs import UNetRunner
 from gsdi.priors.stable_diffusion import build_random_model

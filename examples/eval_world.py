@@ -29,7 +29,7 @@ import gsdi
 from gsdi.config import GuidanceConfig
 from gsdi.export import image_grid, read_any, write_png
 from gsdi.guidance import Rng, guidance_loss, timestep
-from gsdi.guidance.ddim import ddim_sample, sampling_grid
+from gsdi.guidance.ddim import sample_prior
 from gsdi.priors import TextCond, load_prior
 from gsdi.render import render
 from gsdi.world import parse
@@ -111,9 +111,7 @@ def image_analogue(prior, prompt: str, world_refs: torch.Tensor, steps: int, see
     g = torch.Generator().manual_seed(seed)
     c = x.shape[1]
     z = torch.randn(1, c, x.shape[2], x.shape[3], generator=g).to(prior.device)
-    grid = sampling_grid(1000, n, prior.steps_offset)
-    z = ddim_sample(lambda v, t: prior.predict_noise(v, t, cond, 7.5), z, prior.alphas_cumprod, grid)
-    out["ddim"] = prior.decode(z)
+    out["ddim"] = prior.decode(sample_prior(prior, cond, z, n, 7.5))
     result = {}
     for name, image in out.items():
         err = ((image.permute(0, 2, 3, 1).cpu() - world_refs) ** 2).flatten(1).mean(1)
@@ -169,7 +167,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.runs or Path(tempfile.mkdtemp(prefix="gsdi-eval-"))
 
-    from gsdi.generate import resolve_device
+    from gsdi.device import resolve_device
 
     device = resolve_device(args.device)
     recogniser = None

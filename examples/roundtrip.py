@@ -71,7 +71,7 @@ def main() -> None:
 
 def clean_start_kappa(prior) -> None:
     from gsdi.config import GuidanceConfig
-    from gsdi.guidance.rng import Rng
+    from gsdi.rng import Rng
     from gsdi.guidance.sdi import sdi_noise
     from sdi_dual import disc_start, front_references
 

@@ -2,7 +2,7 @@
 
     python examples/sdi_dual.py --variants sds sdi sdi-paper ism --seeds 4 --out docs/eval/dual
 
-The paper's process without an optimiser (shared/method.md, "Measured on the world prior"): start
+The paper's process without an optimiser (docs/method.md; the research log, 2026-11-26): start
 from an image, and at each of --steps steps with t annealed 0.98 -> 0.02 set the image to the loss's
 target, the one-step prediction from the noisy sample (`GuidanceOutput.target`). With random noise
 (SDS) it is a valid sampler; with SDI's noise it should track DDIM. Every prompt (default: one per
@@ -29,9 +29,10 @@ from gsdi.cameras import orbit_cameras
 from gsdi.config import GuidanceConfig
 from gsdi.export import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss
-from gsdi.guidance.ddim import ddim_sample, sampling_grid, t_annealed
+from gsdi.guidance.ddim import sample_prior, t_annealed
 from gsdi.priors import TextCond, load_prior
-from gsdi.world import pad_objects, parse, render_objects, sample_object
+from gsdi.world import pad_objects, parse, render_objects
+from gsdi.world.evaluate import reference_objects
 
 PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",
            "an orange rocket", "a yellow duck", "a purple lamp", "a brown table"]
@@ -56,7 +57,7 @@ def front_references(prompt: str, instances: int, size: int, cameras: str = "tra
     spec = parse(prompt)
     V = 8 if cameras == "training" else 4
     out = []
-    for m in range(instances):
+    for m, instance in enumerate(reference_objects(spec, instances)):
         if cameras == "training":
             g = torch.Generator().manual_seed(5000 + m)
             u = lambda lo, hi: lo + (hi - lo) * torch.rand(V, generator=g)  # noqa: E731
@@ -64,7 +65,7 @@ def front_references(prompt: str, instances: int, size: int, cameras: str = "tra
         else:
             cams = orbit_cameras(torch.zeros(4), torch.tensor([0.0, 0.0, 25.0, 25.0]), torch.tensor([1.6, 1.9, 1.6, 1.9]),
                                  torch.tensor([50.0, 65.0, 50.0, 65.0]), size, size)
-        out.append(render_objects(pad_objects([sample_object(spec.category, spec.colour, 1000 + m)[0]] * V), cams)[0])
+        out.append(render_objects(pad_objects([instance] * V), cams)[0])
     return torch.cat(out)
 
 
@@ -119,10 +120,9 @@ def main() -> None:
 
     noise = torch.cat([torch.randn(1, *prior.encode(disc_start(S).to(device)).shape[1:],
                                    generator=torch.Generator().manual_seed(seed)) for _ in args.prompts for seed in range(N)])
-    grid = sampling_grid(T, args.ddim_steps, prior.steps_offset)
     start = time.time()
-    ddim = ddim_sample(lambda v, t: prior.predict_noise(v, t, text, args.cfg), noise.to(device), prior.alphas_cumprod, grid)
-    results = {"ddim": {"errors": errors(ddim).tolist(), "unet_calls": len(grid) - 1, "seconds": round(time.time() - start, 1)}}
+    ddim = sample_prior(prior, text, noise.to(device), args.ddim_steps, args.cfg)
+    results = {"ddim": {"errors": errors(ddim).tolist(), "unet_calls": args.ddim_steps, "seconds": round(time.time() - start, 1)}}
     images = {"ddim": prior.decode(ddim[::N]).cpu()}
     print(json.dumps({"method": "ddim", "mean_error": round(float(errors(ddim).mean()), 4)}), flush=True)
 

@@ -24,9 +24,10 @@ from gsdi.cameras import orbit_cameras
 from gsdi.config import GuidanceConfig
 from gsdi.export import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss, timestep
-from gsdi.guidance.ddim import ddim_sample, sampling_grid
+from gsdi.guidance.ddim import sample_prior
 from gsdi.priors import TextCond, load_prior
-from gsdi.world import pad_objects, parse, render_objects, sample_object
+from gsdi.world import pad_objects, parse, render_objects
+from gsdi.world.evaluate import reference_objects
 
 
 def main() -> None:
@@ -41,12 +42,10 @@ def main() -> None:
     spec = parse(args.prompt)
     n = 8
     front = orbit_cameras(torch.zeros(1), torch.full((1,), 5.0), torch.full((1,), 1.8), torch.full((1,), 55.0), 64, 64)
-    refs = torch.cat([render_objects(pad_objects([sample_object(spec.category, spec.colour, 1000 + m)[0]]), front)[0]
-                      for m in range(n)])
+    refs = torch.cat([render_objects(pad_objects([o]), front)[0] for o in reference_objects(spec, n)])
     cond = TextCond(prior.text_embeddings([f"{args.prompt}, front view"]), prior.text_embeddings([""]))
     z = torch.randn(1, 12, 32, 32, generator=torch.Generator().manual_seed(0))
-    grid = sampling_grid(1000, 50, prior.steps_offset)
-    ddim = ddim_sample(lambda v, t: prior.predict_noise(v, t, cond, 7.5), z, prior.alphas_cumprod, grid)
+    ddim = sample_prior(prior, cond, z, 50, 7.5)
 
     def error(x: torch.Tensor) -> float:
         return round(float(((prior.decode(x).permute(0, 2, 3, 1) - refs) ** 2).flatten(1).mean(1).min()), 4)

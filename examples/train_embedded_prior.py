@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from gsdi.export import image_grid, write_png
-from gsdi.guidance.ddim import ddim_sample, sampling_grid
+from gsdi.guidance.ddim import sample_prior
 from gsdi.priors import TextCond
 from gsdi.priors.embedded import EmbeddedPrior
 from gsdi.world import CATEGORIES, PALETTE, describe, render_pool
@@ -84,9 +84,7 @@ def sample(prior: EmbeddedPrior, prompts: list[str], generator: torch.Generator,
     c = 3 * prior.unshuffle**2
     x = torch.randn(B, c, S // prior.unshuffle, S // prior.unshuffle, generator=generator).to(prior.device)
     text = TextCond(prior.text_embeddings(prompts), prior.text_embeddings([""] * B))
-    grid = sampling_grid(1000, steps, prior.steps_offset)
-    x = ddim_sample(lambda z, t: prior.predict_noise(z, t, text, scale), x, prior.alphas_cumprod, grid)
-    return prior.decode(x)
+    return prior.decode(sample_prior(prior, text, x, steps, scale))
 
 
 def recognisability(prior: EmbeddedPrior, bank: dict[str, torch.Tensor], views: int, seed: int, steps: int) -> dict:

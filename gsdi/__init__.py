@@ -7,7 +7,7 @@ are used, so `import gsdi` and `gsdi --help` work without CUDA or model weights.
     >>> result = gsdi.generate("a castle", out="castle", preset="preview")  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from gsdi.version import __version__  # noqa: E402
 
 # These modules import torch and friends only inside their functions.
 from gsdi.config import GenerateConfig, make_config  # noqa: E402

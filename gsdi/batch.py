@@ -18,7 +18,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Callable
 
 from gsdi.config import GenerateConfig, make_config
 from gsdi.errors import GsdiError
+from gsdi.outputs import PREVIEW, SCENE, TURNTABLE, slug
 
 OPTION_KEYS = {"seed": "seed", "preset": "preset", "steps": "steps", "guidance": "guidance.method",
                "negative": "negative_prompt"}
@@ -42,8 +42,7 @@ class Job:
 
     @property
     def folder_name(self) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "-", self.prompt.lower()).strip("-")[:50] or "scene"
-        return f"{self.index:04d}-{slug}"
+        return f"{self.index:04d}-{slug(self.prompt)}"
 
 
 def read_prompt_list(path: Path) -> list[Job]:
@@ -88,7 +87,7 @@ def job_config(job: Job, defaults: dict[str, Any]) -> GenerateConfig:
 
 
 def is_finished(folder: Path) -> bool:
-    return (folder / "scene.ply").is_file()
+    return (folder / SCENE).is_file()
 
 
 @dataclass
@@ -169,7 +168,9 @@ def _bind_device(dist: Distributed, device: str) -> str | None:
 
 
 def _run_job(job: Job, config: GenerateConfig, folder: Path, priors: dict, progress: bool) -> dict[str, Any]:
-    from gsdi.generate import prepare_output_dir, resolve_device, run, write_json
+    from gsdi.device import resolve_device
+    from gsdi.generate import run
+    from gsdi.outputs import prepare_output_dir, write_json
     from gsdi.priors import load_prior
 
     start = time.perf_counter()
@@ -207,7 +208,7 @@ def write_index(out: Path, jobs: list[Job]) -> dict[str, Any]:
         state = "done" if is_finished(folder) else status.get("status", "missing")  # a finished folder wins
         entry = {"index": job.index, "prompt": job.prompt, "options": job.options, "folder": job.folder_name,
                  "status": state, "seconds": status.get("seconds"), "error": status.get("error")}
-        for name in ("scene.ply", "preview.png", "turntable.mp4", "turntable.gif"):
+        for name in (SCENE, PREVIEW, TURNTABLE, Path(TURNTABLE).with_suffix(".gif").name):
             if (folder / name).is_file():
                 entry[name.split(".")[0]] = f"{job.folder_name}/{name}"
         entries.append(entry)

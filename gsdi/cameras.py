@@ -38,12 +38,17 @@ class Cameras:
     def view_words(self) -> list[str]:
         return [view_word(float(a), float(e)) for a, e in zip(self.azimuth, self.elevation)]
 
+    def take(self, index: Tensor) -> "Cameras":
+        """The cameras at `index` (a [K] long tensor or a slice), in that order."""
+        return Cameras(self.viewmats[index], self.Ks[index], self.width, self.height, self.azimuth[index],
+                       self.elevation[index], self.distance[index], self.fov[index])
+
 
 VIEW_WORDS = ("front", "side", "back", "overhead")  # what view_word returns; prompts append "{word} view"
 
 
 def view_word(azimuth: float, elevation: float) -> str:
-    """The view-dependent prompt word (shared/method.md): overhead, front, back or side."""
+    """The view-dependent prompt word (docs/method.md): overhead, front, back or side."""
     if elevation > 60.0:
         return "overhead"
     azimuth = (azimuth + 180.0) % 360.0 - 180.0
@@ -116,7 +121,9 @@ def sample_orbits(
 def eval_orbits(
     n: int, width: int, height: int, distance: float = 2.0, fov: float = 70.0, elevation: float = 15.0
 ) -> Cameras:
-    """n fixed evaluation cameras at evenly spaced azimuths starting from the front."""
+    """n fixed cameras at evenly spaced azimuths starting from the front, all at one elevation: the ring
+    of previews, turntables and the views meshes are fused from (the world's held-out views, at two
+    elevations, are gsdi.world.evaluate.eval_cameras)."""
     azimuth = torch.arange(n, dtype=torch.float32) * (360.0 / n)
     full = lambda value: torch.full((n,), float(value))  # noqa: E731
     return orbit_cameras(azimuth, full(elevation), full(distance), full(fov), width, height)

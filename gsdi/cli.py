@@ -22,7 +22,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from gsdi import __version__
+        from gsdi.version import __version__
 
         typer.echo(f"gsdi {__version__}")
         raise typer.Exit()
@@ -218,7 +218,7 @@ def render(
     The views are framed to the scene's bounds, the same for every view.
     """
     from gsdi.export import image_grid, read_any, write_png
-    from gsdi.generate import resolve_device
+    from gsdi.device import resolve_device
     from gsdi.turntable import MP4_HINT, render_orbit, write_turntable
 
     if turntable is None and grid is None:

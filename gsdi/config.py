@@ -24,7 +24,7 @@ TURNTABLE_FRAMES = 48  # frames of a turntable, from `gsdi generate` and `gsdi r
 class SceneConfig:
     """Initial Gaussians: random points in a ball, small isotropic scales, grey, half transparent."""
 
-    num_points: int = 4096
+    num_points: int = 2048
     init_radius: float = 0.5  # radius of the ball the centres are drawn in (world units)
     init_scale: float = 0.02  # initial standard deviation of every Gaussian
     init_opacity: float = 0.1
@@ -46,7 +46,7 @@ class OptimConfig:
 
 @dataclass
 class CameraConfig:
-    """Random training orbits around the origin and the fixed evaluation orbit (shared/method.md)."""
+    """Random training orbits around the origin and the fixed evaluation orbit (docs/method.md)."""
 
     radius_range: tuple[float, float] = (1.5, 2.0)
     fov_range: tuple[float, float] = (40.0, 70.0)  # vertical field of view, degrees
@@ -68,26 +68,24 @@ class RenderConfig:
 
 @dataclass
 class GuidanceConfig:
-    """Score distillation (shared/method.md). SDS and SDI differ only in how the noise is made."""
+    """Score distillation (docs/method.md). SDS and SDI differ only in how the noise is made."""
 
-    method: Literal["auto", "sdi", "sds"] = "sdi"  # make_config's default is "auto" (see resolve_auto_method)
+    # auto: SDS (annealed t) on the embedded prior, SDI on Stable Diffusion (resolve_auto_method);
+    # ism: LucidDreamer's interval score matching, a comparison row
+    method: Literal["auto", "sdi", "sds", "ism"] = "auto"
     cfg_scale: float = 7.5  # standard (diffusers) CFG form: eps_u + s (eps_c - eps_u)
     t_schedule: Literal["auto", "anneal", "random"] = "auto"  # auto: anneal for SDI, random for SDS
     p_min: float = 0.25
     p_max: float = 0.98
-    inversion_steps: int = 10  # K: grid points of the DDIM inversion
+    inversion_steps: int = 5  # K: grid points of the DDIM inversion (5 scored like 10 at 3.6 rather than 5.7 UNet calls a step)
     # The paper inverts from the clean render with CFG -7.5 and eta 0.3; on the world prior that
     # gives noise, not objects. gsdi's defaults, measured in docs/research-log.md: invert with the
     # conditional prediction (CFG 1), deterministically (eta 0), from the render noised with fresh
-    # noise to t0 = max(inversion_start, inversion_start_ratio * t); at t' <= t0 the noise is SDS's.
-    # inversion_start 0 (and ratio 0) is the paper's clean start.
+    # noise to t0 = inversion_start; at t' <= t0 the noise is SDS's. inversion_start 0 is the paper's
+    # clean start.
     inversion_cfg_scale: float = 1.0
     inversion_eta: float = 0.0
     inversion_start: int = 300
-    inversion_start_ratio: float = 0.0
-    inversion_max_t: int = 1000  # at t' >= this the noise is fresh, as SDS's (a warm-up that lays the object out)
-    inversion_renormalise: bool = False  # scale kappa to unit RMS per view (a coarse inversion of a smooth render under-noises)
-    official_timestep_mix: bool = False  # feed the UNet t instead of t' (as the official code)
     # Perp-Neg against the Janus problem (gsdi/priors/perp_neg.py): the other views' prompts as
     # perpendicular negatives; needs view-dependent prompts; the UNet batch grows from 2 to 4 per view.
     perp_neg: bool = False
@@ -107,11 +105,11 @@ class DensifyConfig:
     grow_scale3d: float = 0.01  # relative to the scene scale (init_radius)
     prune_opa: float = 0.005
     prune_scale3d: float = 0.1
-    refine_start_iter: int = 100
+    refine_start_iter: int = 50
     refine_stop_iter_fraction: float = 0.7  # stop densifying after this fraction of the steps
     refine_every: int = 100
     reset_every: int = 500  # opacity reset; done by us (gsplat 1.5.3's never fires)
-    max_gaussians: int = 100_000
+    max_gaussians: int = 20_000
     # Haze: faint Gaussians around the object that the prior cannot see on a white background
     # (docs/research-log.md). From clean_start (a fraction of the steps, by default where
     # densification stops), every refine_every steps and after the last step, Gaussians fainter than
@@ -128,7 +126,7 @@ class GenerateConfig:
     negative_prompt: str = ""
     prior: str = DEFAULT_PRIOR  # "embedded", or a Stable Diffusion hub id / local diffusers folder
     preset: str = "default"
-    steps: int = 1500
+    steps: int = 250
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = 10  # read losses back from the device only every N steps
@@ -153,29 +151,22 @@ class GenerateConfig:
         return _from_dict(cls, data)
 
 
-# Presets are overrides in the dotted form `make_config` takes, chosen from measurements
-# (docs/benchmarks.md, docs/bench_step.md, docs/eval/). They were chosen with best-instance PSNR, which
-# rewards a blurry average; the fidelity and sharpness measures (docs/eval/eval.md) prefer longer runs
-# (docs/research-log.md, 2026-12-01), so they are to be re-chosen. On PSNR the short recipe scores best:
-# at 250 steps SDS gives 21.9 dB best-instance PSNR over one prompt per category, at 500 steps (2 views a
-# step) 19.6, at 1000 steps 21.4 and at 1500 steps (the dataclass defaults, 4096 points) 19.7 on four of
-# them; 4 views a step or 4096 points scored lower too (docs/research-log.md, "Presets"). So `default`
-# and `preview` are that recipe: 250 steps, 2048 points, densified from step 50, at most 20k Gaussians,
-# SDI with K = 5 (it scored like K = 10 at 3.6 rather than 5.7 UNet calls a step). `preview` renders at
+# Presets are overrides in the dotted form `make_config` takes, on top of the dataclass defaults, which
+# are the `default` preset: what `gsdi generate` runs. They were chosen from measurements
+# (docs/benchmarks.md, docs/bench_step.md, docs/eval/) with best-instance PSNR, which rewards a blurry
+# average; the fidelity and sharpness measures (docs/eval/eval.md) prefer longer runs
+# (docs/research-log.md, 2026-12-01), so they are to be re-chosen. On PSNR the short recipe scored best:
+# at 250 steps SDS gave 21.9 dB over one prompt per category, at 500 steps (2 views a step) 19.6, at
+# 1000 steps 21.4 and at 1500 steps (4096 points) 19.7 on four of them. So `default` is 250 steps,
+# 2048 points, densified from step 50, at most 20k Gaussians, SDI with K = 5. `preview` renders at
 # 256^2 instead of 512^2, which only Stable Diffusion notices (the embedded prior sees 64^2 either way).
-# `long` is the 1500-step recipe the 3DGS peers run on Stable Diffusion (unmeasured there; lower on the world).
-SHORT: dict[str, Any] = {
-    "steps": 250,
-    "densify.refine_start_iter": 50,
-    "scene.num_points": 2048,
-    "guidance.inversion_steps": 5,
-    "densify.max_gaussians": 20_000,
-}
+# `long` is the 1500-step recipe the 3DGS peers run on Stable Diffusion (unmeasured there).
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": SHORT,
-    "preview": {**SHORT, "render.max_resolution": 256},
+    "default": {},
+    "preview": {"render.max_resolution": 256},
     # without the opacity penalty: over its 450 late steps it thins a scene to a few hundred Gaussians
-    "long": {"guidance.inversion_steps": 5, "densify.opacity_l1": 0.0},
+    "long": {"steps": 1500, "scene.num_points": 4096, "densify.refine_start_iter": 100, "densify.max_gaussians": 100_000,
+             "densify.opacity_l1": 0.0},
 }
 
 
@@ -234,7 +225,8 @@ def validate(config: GenerateConfig) -> None:
         (config.steps >= 1, f"--steps must be at least 1 (got {config.steps})"),
         (config.seed >= 0, f"--seed must be non-negative (got {config.seed})"),
         (config.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda (got {config.device!r})"),
-        (config.guidance.method in ("sdi", "sds", "ism"), f"--guidance must be auto, sdi or sds (got {config.guidance.method!r})"),
+        (config.guidance.method in ("sdi", "sds", "ism"),
+         f"--guidance must be auto, sdi, sds or ism (interval score matching, for comparison; got {config.guidance.method!r})"),
         (config.guidance.t_schedule in ("auto", "anneal", "random"), "t_schedule must be auto, anneal or random"),
         (config.render.backend in ("auto", "gsplat", "torch"), f"--renderer must be auto, gsplat or torch (got {config.render.backend!r})"),
         (0 <= config.scene.sh_degree <= 3, "sh_degree must be in 0..3"),

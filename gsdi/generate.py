@@ -1,29 +1,30 @@
-"""The generation loop: text -> 3D Gaussians by score distillation (SDI or SDS).
+"""The run of a generation: the loop around the steps, Ctrl-C/SIGTERM, checkpoints, resume, outputs.
 
-Read `Generation.advance` top to bottom for one step: sample cameras -> render -> encode -> pick t ->
-guidance loss (+ the late opacity penalty) -> backward -> (skip if not finite) -> optimizer step ->
-densify and remove faint Gaussians -> (log). Each line
-calls a module that does one job. `run` drives the steps with a progress bar, checkpoints
-(gsdi.checkpoint), Ctrl-C/SIGTERM handling and the outputs; `resume_run` continues a checkpoint.
+`generate()` checks the prompt and the folder, builds a `Generation` (gsdi/step.py: the algorithm,
+one step at a time) and `run`s it: steps with a progress bar (gsdi/progress.py), a checkpoint every
+`checkpoint_every` steps and on a stop signal (gsdi/checkpoint.py), then scene.ply, preview.png,
+the turntable and metrics.json (file names in gsdi/outputs.py). `resume_run` continues a checkpoint.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from gsdi import __version__
 from gsdi.config import GenerateConfig, make_config
 from gsdi.errors import GsdiError
+from gsdi.outputs import (CHECKPOINT, CONFIG, METRICS, PREVIEW, SCENE, TURNTABLE, check_output_dir, default_output_dir,
+                          prepare_output_dir, remove_new_files, write_json)
+from gsdi.progress import StepProgress
+from gsdi.version import __version__
 
 if TYPE_CHECKING:
     import torch
 
+    from gsdi.step import Generation
 
 
 @dataclass
@@ -38,11 +39,11 @@ class GenerateResult:
 
     @property
     def ply(self) -> Path:
-        return self.out / "scene.ply"
+        return self.out / SCENE
 
     @property
     def preview(self) -> Path:
-        return self.out / "preview.png"
+        return self.out / PREVIEW
 
 
 def generate(
@@ -65,6 +66,8 @@ def generate(
     live viewer uses it). Raises GsdiError on user mistakes, Interrupted on SIGINT/SIGTERM
     (after saving a checkpoint and the current scene.ply).
     """
+    from gsdi.step import Generation
+
     if resume is not None:
         return resume_run(Path(resume), progress, on_log)
     if config is None:
@@ -84,21 +87,11 @@ def generate(
         raise
 
 
-def remove_new_files(out: Path, before: "set[Path] | None") -> None:
-    """Delete what this run added to `out` (and `out` itself if this run created it)."""
-    import shutil
-
-    for path in out.iterdir():
-        if before is None or path not in before:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    if before is None:
-        out.rmdir()
-
-
 def resume_run(out: Path, progress: bool = True, on_log=None) -> GenerateResult:
     """Continue the generation whose checkpoint is in `out` to the end of its schedule."""
-    from gsdi.checkpoint import read_checkpoint, restore
+    from gsdi.checkpoint import read_checkpoint
     from gsdi.config import validate
+    from gsdi.step import Generation
 
     meta, tensors = read_checkpoint(out)
     config = GenerateConfig.from_dict(meta["config"])
@@ -106,8 +99,7 @@ def resume_run(out: Path, progress: bool = True, on_log=None) -> GenerateResult:
     if meta["step"] >= config.steps:
         raise GsdiError(f"the generation in {out} already finished its {config.steps} steps; nothing to resume")
     gen = Generation(config)
-    restore(gen, meta, tensors)
-    gen.history, gen.seconds = list(meta.get("history", [])), float(meta.get("seconds", 0.0))
+    gen.load_state_dict(tensors, meta)
     return run(config, out, progress, gen=gen, on_log=on_log)
 
 
@@ -117,8 +109,8 @@ class Interrupted(Exception):
     def __init__(self, signum: int, step: int, total: int, out: Path):
         self.signum, self.step, self.total, self.out = signum, step, total, out
         self.exit_code = 128 + signum
-        super().__init__(f"{signal.Signals(signum).name} at step {step}/{total}: saved {out / 'checkpoint.safetensors'} "
-                         f"and {out / 'scene.ply'}; continue with: gsdi generate --resume {out}")
+        super().__init__(f"{signal.Signals(signum).name} at step {step}/{total}: saved {out / CHECKPOINT} "
+                         f"and {out / SCENE}; continue with: gsdi generate --resume {out}")
 
 
 class StopSignals:
@@ -152,17 +144,18 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
     `gen` continues a restored one. Checkpoints every `config.checkpoint_every` steps and at the end."""
     import torch
 
-    from gsdi.checkpoint import save_checkpoint
+    from gsdi.checkpoint import write_checkpoint
     from gsdi.export import write_ply
+    from gsdi.step import Generation, NonFiniteError
 
     gen = gen or Generation(config, prior=prior)
     if gen.step == 0:
-        write_json(out / "config.json", {"gsdi_version": __version__, **config.to_dict()})
+        write_json(out / CONFIG, {"gsdi_version": __version__, **config.to_dict()})
     if gen.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(gen.device)
 
     def checkpoint() -> None:
-        save_checkpoint(gen, out, {"history": gen.history, "seconds": gen.seconds})
+        write_checkpoint(out, *gen.state_dict())
 
     with StopSignals() as stop, StepProgress(config.steps, enabled=progress, start=gen.step) as bar:
         if gen.device.type == "cpu" and gen.step == 0:
@@ -186,7 +179,7 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
                     on_log(gen)
             if stop.received is not None:
                 checkpoint()
-                write_ply(out / "scene.ply", gen.params)
+                write_ply(out / SCENE, gen.params)
                 raise Interrupted(stop.received, gen.step, config.steps, out)
             if config.checkpoint_every and gen.step % config.checkpoint_every == 0 and gen.step < config.steps:
                 checkpoint()
@@ -202,18 +195,18 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
 
     config = gen.config
     peak = torch.cuda.max_memory_allocated(gen.device) / 2**20 if gen.device.type == "cuda" else None
-    write_ply(out / "scene.ply", gen.params)
-    write_png(out / "preview.png", image_grid(gen.preview_views(config.render.preview_size), 4))
+    write_ply(out / SCENE, gen.params)
+    write_png(out / PREVIEW, image_grid(gen.preview_views(config.render.preview_size), 4))
     turntable = None
     if config.turntable_frames > 0:
         from gsdi.turntable import write_turntable
 
-        turntable = write_turntable(dict(gen.params.items()), out / "turntable.mp4", frames=config.turntable_frames,
+        turntable = write_turntable(dict(gen.params.items()), out / TURNTABLE, frames=config.turntable_frames,
                                     size=config.render.preview_size, elevation=config.camera.eval_elevation,
                                     fov=config.camera.eval_fov, backend=gen.backend).name
     result = GenerateResult(out, config, gen.num_gaussians, gen.seconds, 1000 * gen.seconds / config.steps, peak,
                             gen.history)
-    write_json(out / "metrics.json", {
+    write_json(out / METRICS, {
         "device": torch.cuda.get_device_name(gen.device) if gen.device.type == "cuda" else "cpu",
         "renderer": gen.backend, "render_size": gen.size, "prior_image_size": gen.prior.image_size,
         "cuda_graphs": gen.prior.runner.graphs, "steps": config.steps, "seconds": gen.seconds,
@@ -230,7 +223,7 @@ def expected_cpu_time(config: GenerateConfig) -> str | None:
     seconds = CPU_SECONDS.get((config.preset, config.guidance.method))
     if seconds is None or not is_embedded_prior(config.prior):
         return None
-    seconds *= config.steps / PRESETS[config.preset].get("steps", GenerateConfig.steps)
+    seconds *= config.steps / PRESETS[config.preset].get("steps", GenerateConfig.steps)  # measured at the preset's steps
     took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
     return f"CPU: {config.preset} ({config.guidance.method}, {config.steps} steps): about {took} on 2 cores; ETA below"
 
@@ -243,264 +236,3 @@ def out_of_memory_advice(config: GenerateConfig, device: "torch.device") -> str:
             f"--set render.max_resolution=256 (now {config.render.max_resolution}), "
             f"--set densify.max_gaussians={config.densify.max_gaussians // 2} (now {config.densify.max_gaussians}), "
             f"--set camera.views_per_step=1 (now {config.camera.views_per_step}); or close other GPU programs")
-
-
-MAX_BAD_STEPS_IN_A_ROW = 10
-
-
-class NonFiniteError(GsdiError):
-    """The optimisation keeps producing NaN/inf; raised after MAX_BAD_STEPS_IN_A_ROW skipped steps."""
-
-
-class Generation:
-    """The state of one generation between steps, and the step itself.
-
-    `advance()` runs one step: sample cameras -> render -> encode -> pick t -> guidance loss ->
-    backward -> optimizer step -> densify; every `log_every` steps it returns a record (the only
-    point the loop reads values back from the device). `prior` may be passed in to share one.
-    """
-
-    def __init__(self, config: GenerateConfig, prior=None):
-        import torch
-
-        from gsdi.cameras import VIEW_WORDS
-        from gsdi.densify import Densifier
-        from gsdi.guidance import Rng
-        from gsdi.priors import load_prior, view_prompts
-        from gsdi.render import resolve_backend
-        from gsdi.scene import init_params, make_optimizers
-
-        self.config = config
-        self.device = resolve_device(config.device)
-        self.threads_note = None
-        if self.device.type == "cpu":
-            if config.cpu_threads == 0:
-                config.cpu_threads, self.threads_note = choose_cpu_threads()
-            torch.set_num_threads(config.cpu_threads)
-        self.backend = resolve_backend(config.render.backend, self.device)
-        self.rng = Rng.seeded(config.seed, self.device)
-        torch.manual_seed(config.seed)  # gsplat's densification samples from torch's global generators
-        self.prior = prior if prior is not None else load_prior(config.prior, self.device, config.cuda_graphs)
-        prompts = [config.prompt, config.negative_prompt]
-        if config.camera.view_dependent_prompt:
-            prompts += view_prompts(config.prompt, VIEW_WORDS)
-        self.prior.text_embeddings(prompts)  # a prompt the prior cannot read fails now, before any output
-        self.size = min(self.prior.image_size, config.render.max_resolution)
-        self.params = init_params(config.scene, self.rng.host, self.device)
-        self.optimizers = make_optimizers(self.params, config.optim)
-        self.densifier = Densifier(config.densify, config.steps, config.scene.init_radius, self.params, self.optimizers)
-        self.step = 0
-        self.seconds = 0.0  # time spent in steps (over every resumed part)
-        self.history: list[dict[str, Any]] = []
-        self.skipped_steps = 0  # steps whose loss or gradient was not finite (not applied)
-        self.bad_in_a_row = 0
-        self._torch = torch
-
-    @property
-    def num_gaussians(self) -> int:
-        return self.params["means"].shape[0]
-
-    def advance(self) -> dict[str, Any] | None:
-        from gsdi.cameras import sample_orbits
-        from gsdi.guidance import guidance_loss, timestep
-        from gsdi.priors import text_cond
-        from gsdi.priors.perp_neg import perp_neg_text
-        from gsdi.render import render
-        from gsdi.scene import update_learning_rates
-
-        config, cam, gcfg, prior, step = self.config, self.config.camera, self.config.guidance, self.prior, self.step
-        B, T = cam.views_per_step, prior.alphas_cumprod.shape[0]
-        cameras = sample_orbits(B, self.size, self.size, self.rng.host, cam.radius_range, cam.fov_range, cam.elevation_range)
-        rendered = render(self.params, cameras, config.render.background, self.backend)
-        self.densifier.pre_backward(self.params, self.optimizers, step, rendered.meta)
-        x0 = prior.encode(to_prior_input(rendered.rgb, prior.image_size), generator=self.rng.device)
-        if gcfg.perp_neg:
-            text = perp_neg_text(prior, config.prompt, config.negative_prompt, cameras.azimuth, cameras.elevation)
-        else:
-            words = cameras.view_words() if cam.view_dependent_prompt else None
-            text = text_cond(prior, config.prompt, config.negative_prompt, words, B)
-        t = timestep(step, config.steps, gcfg, T, self.rng)
-        guided = guidance_loss(prior, x0, text, t, gcfg, self.rng)
-        x0.retain_grad()
-        loss = guided.loss + self.densifier.opacity_penalty(self.params, step)
-        loss.backward()
-        self.step = step + 1
-        if not self._finite(loss):
-            self.skipped_steps += 1
-            self.bad_in_a_row += 1
-            self.optimizers_zero_grad()
-            if self.bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
-                raise NonFiniteError(
-                    f"the loss or its gradient was not finite {self.bad_in_a_row} steps in a row (last at step {self.step}); "
-                    "lower the learning rates or the CFG scale, or try another --seed")
-            return None
-        self.bad_in_a_row = 0
-        for optimizer in self.optimizers.values():
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        update_learning_rates(self.optimizers, step + 1, config.steps, config.optim)
-        self.densifier.post_backward(self.params, self.optimizers, step, rendered.meta)
-        self.densifier.clean(self.params, self.optimizers, step)
-        if self.step % config.log_every and self.step != config.steps:
-            return None
-        return {"step": self.step, "t": guided.t, "t_noisy": guided.t_noisy, "loss": guided.loss.item(),
-                "grad_x0": x0.grad.norm().item(), "gaussians": self.num_gaussians}
-
-    def optimizers_zero_grad(self) -> None:
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-
-    def _finite(self, loss: "torch.Tensor") -> bool:
-        """Whether the loss and every parameter gradient are finite (one host sync a step)."""
-        torch = self._torch
-        checks = [torch.isfinite(loss).all()]
-        checks += [torch.isfinite(p.grad).all() for p in self.params.values() if p.grad is not None]
-        return bool(torch.stack(checks).all())
-
-    def preview_views(self, size: int | None = None) -> "torch.Tensor":
-        """[V, S, S, 3] renders around the scene, framed to its bounds (what preview.png shows); S: the
-        training render size unless given."""
-        from gsdi.turntable import render_orbit
-
-        cam = self.config.camera
-        return render_orbit(dict(self.params.items()), cam.eval_views, size or self.size, cam.eval_elevation,
-                            fov=cam.eval_fov, backend=self.backend, background=self.config.render.background)
-
-
-def choose_cpu_threads() -> tuple[int, str | None]:
-    """Threads for a CPU run and, when fewer than the cores, a line saying why: OMP_NUM_THREADS if set,
-    else the cores this process may use less the load other work puts on them (1-minute load average),
-    at least 1. Two threads on two cores that other work keeps busy run several times slower than one."""
-    import os
-
-    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"])), None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    threads = max(1, min(cores, round(cores - load)))
-    if threads == cores:
-        return threads, None
-    return threads, (f"CPU: other work keeps {load:.1f} of {cores} cores busy: using {threads} thread"
-                     f"{'s' if threads > 1 else ''} (choose with OMP_NUM_THREADS=N or --set cpu_threads=N)")
-
-
-def to_prior_input(rgb: "torch.Tensor", size: int) -> "torch.Tensor":
-    """Renders [B, H, W, 3] -> [B, 3, size, size] (bilinear resize when H != size)."""
-    import torch.nn.functional as F
-
-    images = rgb.permute(0, 3, 1, 2)
-    if images.shape[-1] != size or images.shape[-2] != size:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    return images
-
-
-def resolve_device(name: str) -> "torch.device":
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GsdiError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
-
-
-def default_output_dir(prompt: str) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "scene"
-    return Path("outputs") / slug
-
-
-def check_output_dir(out: Path, force: bool = False) -> None:
-    """Refuse an `out` that is a file, or holds earlier outputs unless `force`; writes nothing."""
-    if out.exists() and not out.is_dir():
-        raise GsdiError(f"--out {out} exists and is not a folder")
-    if not force and out.is_dir() and any(out.iterdir()):
-        what = "a generation" if (out / "scene.ply").exists() or (out / "config.json").exists() else "files"
-        hint = f", --resume {out} to continue its checkpoint" if (out / "checkpoint.safetensors").exists() else ""
-        raise GsdiError(f"--out {out} already exists and holds {what}; pass --force to overwrite gsdi's files there"
-                        f"{hint}, or choose another folder")
-
-
-def prepare_output_dir(out: Path, force: bool = False) -> Path:
-    """check_output_dir, then create `out` and check it is writable."""
-    check_output_dir(out, force)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".gsdi-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise GsdiError(f"cannot write to --out {out}: {error.strerror or error}") from None
-    return out
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-class StepProgress:
-    """A progress bar that fits 80 columns: steps, bar, rate, ETA (from the first step on), and t, loss
-    and Gaussian count of the last logged step; silent when disabled. When the output is a file or a
-    pipe rather than a terminal, a plain line every LINE_EVERY of the run instead. `console` is for tests."""
-
-    LINE_EVERY = 0.05
-
-    def __init__(self, total: int, enabled: bool = True, start: int = 0, console=None):
-        self.total, self.enabled, self.progress, self.task, self.first = total, enabled, None, None, start
-        self.console = console
-        self.next_line = start + max(1, round(total * self.LINE_EVERY))
-        self.last = {"t": "-", "loss": "-", "gaussians": "-"}
-
-    def __enter__(self) -> "StepProgress":
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn
-
-            self.progress = Progress(
-                TextColumn("{task.completed}/{task.total}"), BarColumn(bar_width=16),
-                TextColumn("{task.fields[rate]}"), TextColumn("eta {task.fields[eta]}"),
-                TextColumn("t={task.fields[t]} loss={task.fields[loss]} N={task.fields[gaussians]}"),
-                console=self.console,
-            )
-            self.progress.__enter__()
-            self.task = self.progress.add_task("generate", total=self.total, completed=self.first,
-                                               t="-", loss="-", gaussians="-", rate="-", eta="-")
-            self.start = time.perf_counter()
-        return self
-
-    def note(self, text: str | None) -> None:
-        """A line above the bar (nothing when disabled or `text` is None)."""
-        if self.progress is not None and text:
-            self.progress.console.print(text)
-
-    def update(self, step: int, record: "dict[str, Any] | None" = None) -> None:
-        """After every step; `record` (t, loss, gaussians) when the step was logged."""
-        if self.progress is None:
-            return
-        done, elapsed = step - self.first, time.perf_counter() - self.start
-        fields = {"rate": rate_text(done, elapsed), "eta": clock(elapsed / max(done, 1) * (self.total - step))}
-        if record is not None:
-            self.last = {"t": record["t"], "loss": f"{record['loss']:.3g}", "gaussians": record["gaussians"]}
-        fields.update(self.last)
-        self.progress.update(self.task, completed=step, **fields)
-        if not self.progress.console.is_terminal and (step >= self.next_line or step == self.total):
-            self.next_line = step + max(1, round(self.total * self.LINE_EVERY))
-            self.progress.console.print(
-                f"step {step}/{self.total} ({100 * step / self.total:.0f}%) {fields['rate']} eta {fields['eta']} "
-                f"t={self.last['t']} loss={self.last['loss']} N={self.last['gaussians']}", highlight=False, soft_wrap=True)
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
-
-
-def rate_text(steps: int, seconds: float) -> str:
-    """'12.3 it/s' or, below one step a second, '1.9 s/it'."""
-    if steps <= 0 or seconds <= 0:
-        return "-"
-    per_second = steps / seconds
-    return f"{per_second:.1f} it/s" if per_second >= 1 else f"{1 / per_second:.1f} s/it"
-
-
-def clock(seconds: float) -> str:
-    """h:mm:ss or m:ss."""
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

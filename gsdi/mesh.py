@@ -44,16 +44,14 @@ def open3d(purpose: str = "meshes") -> Any:
 def rgbd_views(params: dict[str, Tensor], size: int = 256, azimuths: int = 16,
                elevations: tuple[float, ...] = (-20.0, 15.0, 50.0), distance: float = 2.2, fov: float = 50.0):
     """Yield (rgb [H,W,3] uint8, depth [H,W] float32 (0 = no surface), K [3,3], viewmat [4,4]) per view."""
-    from gsdi.cameras import orbit_cameras
+    from gsdi.cameras import eval_orbits
     from gsdi.kernels import rasterization
     from gsdi.scene import activated, sh_degree_of
 
     g = activated({k: v.detach().float().cpu() for k, v in params.items()})
     sh_degree = sh_degree_of(params)
     for elevation in elevations:
-        az = torch.arange(azimuths, dtype=torch.float32) * (360.0 / azimuths)
-        full = lambda value: torch.full((azimuths,), float(value))  # noqa: E731
-        cams = orbit_cameras(az, full(elevation), full(distance), full(fov), size, size)
+        cams = eval_orbits(azimuths, size, size, distance, fov, elevation)
         with torch.no_grad():
             rgb, alpha, _ = rasterization(g.means, g.quats, g.scales, g.opacities, g.colors, cams.viewmats, cams.Ks,
                                           size, size, sh_degree=sh_degree, backgrounds=torch.ones(azimuths, 3))

@@ -42,7 +42,7 @@ def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: f
                  background=(1.0, 1.0, 1.0), batch: int = 8) -> Tensor:
     """[frames, size, size, 3] renders at evenly spaced azimuths starting from the front; distance
     None frames the scene to its bounds (`framing`), a number looks at the origin from there."""
-    from gsdi.cameras import orbit_cameras
+    from gsdi.cameras import eval_orbits
     from gsdi.render import render, resolve_backend
 
     device = params["means"].device
@@ -51,16 +51,10 @@ def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: f
     if distance is None:
         centre, distance = framing(params, fov)
         params["means"] = params["means"] - centre
-    azimuth = torch.arange(frames, dtype=torch.float32) * (360.0 / frames)
-    out = []
+    ring = eval_orbits(frames, size, size, distance, fov, elevation)
     with torch.no_grad():
-        for start in range(0, frames, batch):
-            az = azimuth[start:start + batch]
-            n = az.shape[0]
-            full = lambda value: torch.full((n,), float(value))  # noqa: E731
-            cams = orbit_cameras(az, full(elevation), full(distance), full(fov), size, size)
-            out.append(render(params, cams, background, backend).rgb.cpu())
-    return torch.cat(out)
+        return torch.cat([render(params, ring.take(slice(start, start + batch)), background, backend).rgb.cpu()
+                          for start in range(0, frames, batch)])
 
 
 def write_turntable(params: dict[str, Tensor], path: str | Path, frames: int = TURNTABLE_FRAMES, size: int = 256,

@@ -62,7 +62,7 @@ def test_python_api_is_deterministic_and_methods_differ(tmp_path, tiny_sd):
     (["generate", "   "], "prompt is empty"),
     (["generate", "a castle", "--preset", "ultra"], "unknown preset 'ultra'"),
     (["generate", "a castle", "--steps", "0"], "--steps must be at least 1"),
-    (["generate", "a castle", "--guidance", "magic"], "--guidance must be auto, sdi or sds"),
+    (["generate", "a castle", "--guidance", "magic"], "--guidance must be auto, sdi, sds or ism"),
     (["generate", "a castle", "--device", "cuda", "--renderer", "torch"], None),  # cuda only errors without a GPU
     (["generate", "a castle", "--renderer", "gsplat", "--device", "cpu"], "gsplat renderer needs a CUDA device"),
     (["generate", "a castle", "--prior", "/no/such/folder"], "does not exist"),

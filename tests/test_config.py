@@ -11,15 +11,26 @@ from gsdi.errors import GsdiError
 def test_presets_and_overrides():
     config = make_config("a castle", "preview", steps=12, **{"guidance.method": "sds"})
     assert config.steps == 12 and config.guidance.method == "sds"
-    assert config.guidance.inversion_steps == PRESETS["preview"]["guidance.inversion_steps"]
-    assert make_config("a castle").steps == PRESETS["default"]["steps"]
-    assert make_config("a castle", "long").steps == GenerateConfig().steps
+    assert config.guidance.inversion_steps == GenerateConfig().guidance.inversion_steps
+    assert make_config("a castle", "long").steps == PRESETS["long"]["steps"] == 1500
     # Perp-Neg: off for the embedded prior, on for Stable Diffusion unless asked otherwise
     assert not make_config("a castle").guidance.perp_neg
     assert make_config("a castle", prior="some/sd-model").guidance.perp_neg
     assert not make_config("a castle", prior="some/sd-model", **{"guidance.perp_neg": False}).guidance.perp_neg
     # An option left out (None, as the CLI passes it) keeps the preset's value.
-    assert make_config("a castle", "preview", steps=None).steps == PRESETS["preview"]["steps"]
+    assert make_config("a castle", "preview", steps=None).steps == GenerateConfig().steps
+
+
+def test_the_dataclass_defaults_are_what_gsdi_generate_runs():
+    """GenerateConfig() is the default preset; make_config only resolves `auto` (SDS, annealed t, on the
+    embedded prior) and Perp-Neg (off there)."""
+    default = GenerateConfig(prompt="a castle")
+    resolved = make_config("a castle")
+    assert PRESETS["default"] == {}
+    assert default.guidance.method == "auto" and resolved.guidance.method == "sds"
+    assert resolved.guidance.t_schedule == "anneal" and not resolved.guidance.perp_neg
+    default.guidance.method, default.guidance.t_schedule = "sds", "anneal"
+    assert resolved == default
 
 
 def test_json_round_trip():

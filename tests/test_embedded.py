@@ -44,7 +44,7 @@ def test_guidance_runs_on_it(prior):
     x = torch.rand(1, 3, 32, 32, requires_grad=True)
     x0 = prior.encode(x)
     text = text_cond(prior, "a blue car", "", ["side"], 1)
-    out = guidance_loss(prior, x0, text, 700, GuidanceConfig(inversion_steps=4), Rng.seeded(0))
+    out = guidance_loss(prior, x0, text, 700, GuidanceConfig(method="sdi", inversion_steps=4), Rng.seeded(0))
     out.loss.backward()
     assert x.grad.abs().sum() > 0 and 700 <= out.t_noisy < 950
 

@@ -61,7 +61,7 @@ def test_export_without_out_never_targets_the_input(tmp_path, capsys):
 def test_cpu_threads_follow_the_free_cores(monkeypatch):
     import os
 
-    from gsdi.generate import choose_cpu_threads
+    from gsdi.device import choose_cpu_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
@@ -91,7 +91,7 @@ def test_a_cpu_run_records_the_threads_it_used(tmp_path):
 def test_progress_prints_plain_lines_when_not_a_terminal():
     from rich.console import Console
 
-    from gsdi.generate import StepProgress
+    from gsdi.progress import StepProgress
 
     text = StringIO()
     console = Console(file=text, width=80, force_terminal=False, color_system=None)

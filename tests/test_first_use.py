@@ -49,7 +49,7 @@ def test_a_run_failing_at_its_first_step_leaves_the_folder_as_it_was(tmp_path, m
     """A new folder is removed; a --force folder keeps what it held before; the same command can rerun."""
     import gsdi
     from gsdi.errors import GsdiError
-    from gsdi.generate import Generation
+    from gsdi.step import Generation
 
     def broken(self):
         raise GsdiError("broken on purpose")
@@ -89,7 +89,7 @@ def test_offline_stable_diffusion_fails_fast_with_one_line(tmp_path):
 def test_progress_bar_fits_80_columns_and_shows_rate_and_eta_from_the_first_step():
     from rich.console import Console
 
-    from gsdi.generate import StepProgress
+    from gsdi.progress import StepProgress
 
     console = Console(file=StringIO(), width=80, force_terminal=False, color_system=None)
     with StepProgress(1500, console=console) as bar:

@@ -63,3 +63,60 @@ if __name__ == "__main__":  # print the golden hash of this checkout
     with tempfile.TemporaryDirectory() as folder:
         print(torch.__version__, sha256(golden_generation(Path(folder) / "full")),
               sha256(golden_generation(Path(folder) / "resumed", interrupt_at=10)))
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Every gsdi module -> the gsdi modules it imports anywhere (top level or inside functions), read with ast."""
+    files = {f"gsdi.{'.'.join(p.relative_to(PACKAGE).with_suffix('').parts)}".removesuffix(".__init__"): p
+             for p in PACKAGE.rglob("*.py")}
+    files.update({f"gsdi.kernels.{p.stem}".removesuffix(".__init__"): p for p in KERNELS.glob("*.py")})
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)  # `from gsdi import generate` names a module
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def test_no_import_cycles_among_the_package_modules():
+    graph = module_imports()
+    assert "gsdi.generate" in graph and "gsdi.kernels.rasterize" in graph
+    cycles, state = [], {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_import_gsdi_and_help_load_no_heavy_library():
+    code = ("import sys, gsdi, gsdi.cli; sys.argv = ['gsdi', '--help']\n"
+            "try:\n    gsdi.cli.main()\nexcept SystemExit:\n    pass\n"
+            "heavy = {'torch', 'diffusers', 'transformers', 'gsplat', 'open3d'} & set(sys.modules)\n"
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "generate" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_step_reads_in_about_a_page():
+    lines = (PACKAGE / "step.py").read_text().splitlines()
+    assert len(lines) <= 210, len(lines)
+    assert "def advance" in "\n".join(lines) and "def state_dict" in "\n".join(lines)

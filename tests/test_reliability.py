@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -136,7 +135,7 @@ class FlakyPrior:
 
 def test_non_finite_steps_are_skipped_and_counted(tmp_path):
     from gsdi.config import make_config
-    from gsdi.generate import Generation, NonFiniteError
+    from gsdi.step import Generation, NonFiniteError
     from gsdi.priors import load_prior
 
     config = make_config("a red castle", "preview", steps=8, device="cpu", **{"guidance.method": "sds"})

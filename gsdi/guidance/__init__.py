@@ -1,4 +1,4 @@
-"""Score distillation, SDS and SDI behind one function (shared/method.md, steps 1-4).
+"""Score distillation, SDS and SDI behind one function (docs/method.md, steps 1-4).
 
 The two methods share everything but how the noise kappa (and its timestep t') is produced:
 `sds.sds_noise` draws it, `sdi.sdi_noise` gets it by DDIM inversion of the render. The prediction,
@@ -15,15 +15,19 @@ import torch
 from torch import Tensor
 
 from gsdi.config import GuidanceConfig
-from gsdi.guidance.ddim import noise_of, t_annealed, t_uniform
+from gsdi.guidance.ddim import t_annealed, t_uniform
 from gsdi.guidance.ism import ism_noise
-from gsdi.guidance.rng import Rng
+from gsdi.rng import Rng
 from gsdi.guidance.sdi import sdi_noise
 from gsdi.guidance.sds import sds_noise
 from gsdi.priors import Prior, TextCond
 
 NoiseFn = Callable[[Prior, Tensor, int, TextCond, GuidanceConfig, Rng], "tuple[Tensor, int, Tensor]"]
-NOISE: dict[str, NoiseFn] = {"sds": sds_noise, "sdi": sdi_noise, "ism": ism_noise}
+NOISE: dict[str, NoiseFn] = {  # (prior, x0, t, text, config, rng) -> (x_t', t', kappa)
+    "sds": lambda prior, x0, t, text, config, rng: sds_noise(prior, x0, t, rng),
+    "sdi": sdi_noise,
+    "ism": ism_noise,
+}
 
 __all__ = ["Rng", "GuidanceOutput", "guidance_loss", "timestep", "NOISE"]
 
@@ -66,15 +70,14 @@ def guidance_loss(
     """
     B = x0.shape[0]
     assert x0.dim() == 4 and text.cond.shape[0] == B, (x0.shape, text.cond.shape)
+    if kappa_fn is None and config.method not in NOISE:
+        raise ValueError(f"guidance method {config.method!r}: resolve 'auto' first (gsdi.config.resolve_auto_method)")
     noise_fn = kappa_fn or NOISE[config.method]
     x = x0.detach()
     with torch.no_grad():
         x_t, t_noisy, kappa = noise_fn(prior, x, t, text, config, rng)
-        t_model = t if config.official_timestep_mix else t_noisy
-        eps = prior.predict_noise(x_t, t_model, text, config.cfg_scale)
-        abar = prior.alphas_cumprod[t_model]
-        if t_model != t_noisy:  # the official mix denoises x_t' as if it were at t: its noise read at t
-            kappa = noise_of(x_t, x, abar)
+        eps = prior.predict_noise(x_t, t_noisy, text, config.cfg_scale)
+        abar = prior.alphas_cumprod[t_noisy]
         target = x - ((1 - abar) / abar).sqrt() * (eps - kappa)
     loss = 0.5 * torch.mean((x0 - target) ** 2) / B
     return GuidanceOutput(loss=loss, t=t, t_noisy=t_noisy, kappa=kappa, eps=eps, target=target)

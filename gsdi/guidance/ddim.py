@@ -40,7 +40,7 @@ def noise_of(x_t: Tensor, x0: Tensor, abar: Tensor) -> Tensor:
 
 
 def inversion_sigma(abar_a: Tensor, abar_b: Tensor) -> Tensor:
-    """sigma(a, b) of a stochastic inversion step from a to a noisier b (shared/method.md)."""
+    """sigma(a, b) of a stochastic inversion step from a to a noisier b (docs/method.md)."""
     return ((1 - abar_a) / (1 - abar_b) * (1 - abar_b / abar_a)).clamp_min(0).sqrt()
 
 
@@ -94,6 +94,19 @@ def ddim_sample(eps_fn: EpsFn, x: Tensor, alphas_cumprod: Tensor, timesteps: Seq
     for a, b in zip(timesteps, timesteps[1:]):
         x = ddim_step(x, eps_fn(x, a), abar_at(alphas_cumprod, a), abar_at(alphas_cumprod, b))
     return x
+
+
+def sample_prior(prior, text, noise: Tensor, steps: int = 50, scale: float = 7.5,
+                 stop_ratio: float | None = None) -> Tensor:
+    """DDIM samples in the prior's model space from `noise` [B, ...]: `steps` steps of the 'leading'
+    grid with CFG `scale` on `text` (a priors.TextCond of B rows). With `stop_ratio`, the prior's x0
+    prediction at the last grid step whose noise-to-signal ratio sqrt((1 - abar) / abar) is at least
+    that (sampling jumps from there to the clean image) instead of sampling down to t ~ 0."""
+    abar = prior.alphas_cumprod
+    grid = sampling_grid(abar.shape[0], steps, prior.steps_offset)
+    if stop_ratio is not None:
+        grid = [t for t in grid if t == CLEAN or float(((1 - abar[t]) / abar[t]).sqrt()) >= stop_ratio]
+    return ddim_sample(lambda x, t: prior.predict_noise(x, t, text, scale), noise, abar, grid)
 
 
 def t_annealed(step: int, total: int, num_train_timesteps: int, p_min: float, p_max: float) -> int:

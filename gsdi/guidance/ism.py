@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from gsdi.config import GuidanceConfig
-from gsdi.guidance.ddim import CLEAN, abar_at, ddim_step
-from gsdi.guidance.rng import Rng
+from gsdi.guidance.ddim import CLEAN, abar_at, ddim_invert, ddim_step
+from gsdi.rng import Rng
 from gsdi.priors import Prior, TextCond
 
 ISM_INTERVAL = 50  # t - s
@@ -24,10 +24,12 @@ ISM_STRIDE = 200  # stride of the inversion from the clean image to s
 def ism_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: GuidanceConfig, rng: Rng) -> tuple[Tensor, int, Tensor]:
     """Returns (x_t, t, eps_u(x_s, s))."""
     s = max(t - ISM_INTERVAL, 0)
-    timesteps = [CLEAN, *range(ISM_STRIDE, s, ISM_STRIDE), s, t]
-    x, eps = x0, None
+    abar = prior.alphas_cumprod
+
+    def eps_u(x: Tensor, a: int) -> Tensor:
+        return prior.predict_noise(x, a, text, 0.0)
+
     with torch.no_grad():
-        for a, b in zip(timesteps, timesteps[1:]):
-            eps = prior.predict_noise(x, max(a, 0), text, 0.0)
-            x = ddim_step(x, eps, abar_at(prior.alphas_cumprod, a), abar_at(prior.alphas_cumprod, b))
-    return x, t, eps
+        x_s = ddim_invert(eps_u, x0, abar, [CLEAN, *range(ISM_STRIDE, s, ISM_STRIDE), s])
+        eps = eps_u(x_s, s)
+        return ddim_step(x_s, eps, abar_at(abar, s), abar_at(abar, t)), t, eps

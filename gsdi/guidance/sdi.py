@@ -1,14 +1,12 @@
-"""SDI noise: kappa from DDIM inversion of the current render x0 up to t' (shared/method.md, step 2).
+"""SDI noise: kappa from DDIM inversion of the current render x0 up to t' (docs/method.md, step 2).
 
 The inversion runs over the prior's 'leading' grid of K points below t, from a start point, to the
 end point t' = min(t + delta, T - 1) with delta ~ U{0 .. T//K - 1}; each step uses CFG with the
 inversion scale and eta-scaled noise. The paper starts from the clean render (a virtual timestep
-with abar = 1). With `inversion_start` / `inversion_start_ratio` the render is first noised with
-fresh noise to t0 and inverted from there: an off-manifold render (a first blob of Gaussians) makes
-the model's noise prediction at t ~ 0 explode, and a little real noise keeps the inversion on the
-model's manifold of noisy images (docs/research-log.md).
-`inversion_renormalise` rescales kappa to unit RMS per view, keeping its direction (off: it
-measured no better, research-log.md).
+with abar = 1). With `inversion_start` the render is first noised with fresh noise to t0 and
+inverted from there: an off-manifold render (a first blob of Gaussians) makes the model's noise
+prediction at t ~ 0 explode, and a little real noise keeps the inversion on the model's manifold of
+noisy images (docs/research-log.md).
 Cost: one CFG-batched UNet call per grid point in [t0, t), plus one.
 """
 
@@ -18,16 +16,15 @@ import torch
 from torch import Tensor
 
 from gsdi.config import GuidanceConfig
-from gsdi.guidance.rng import Rng
-from gsdi.guidance.ddim import CLEAN, add_noise, ddim_invert, inversion_grid, noise_of
+from gsdi.rng import Rng
+from gsdi.guidance.ddim import CLEAN, ddim_invert, inversion_grid, noise_of
 from gsdi.guidance.sds import sds_noise
 from gsdi.priors import Prior, TextCond
 
 
-def inversion_start(config: GuidanceConfig, t: int) -> int:
-    """t0 of the inversion: CLEAN (the paper) or max(inversion_start, ratio * t)."""
-    t0 = max(config.inversion_start, int(config.inversion_start_ratio * t))
-    return t0 if t0 > 0 else CLEAN
+def inversion_start(config: GuidanceConfig) -> int:
+    """t0 of the inversion: CLEAN (the paper's start, inversion_start 0) or inversion_start."""
+    return config.inversion_start if config.inversion_start > 0 else CLEAN
 
 
 def sdi_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: GuidanceConfig, rng: Rng) -> tuple[Tensor, int, Tensor]:
@@ -35,21 +32,16 @@ def sdi_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: Guidance
     T = prior.alphas_cumprod.shape[0]
     K = config.inversion_steps
     delta = int(torch.randint(0, max(T // K, 1), (1,), generator=rng.host))
-    t_end = min(t + delta, T - 1)
-    t0 = inversion_start(config, t)
-    if t0 >= t_end or t_end >= config.inversion_max_t:  # nothing to invert, or above the inversion's range: fresh noise, as SDS
-        return sds_noise(prior, x0, t_end, text, config, rng)
-    start = x0 if t0 == CLEAN else sds_noise(prior, x0, t0, text, config, rng)[0]  # the render noised to t0
-    timesteps = [t0, *(g for g in inversion_grid(t, T, K, prior.steps_offset) if g > t0), t_end]
+    t_noisy = min(t + delta, T - 1)  # t'
+    t0 = inversion_start(config)
+    if t0 >= t_noisy:  # nothing to invert: fresh noise, as SDS
+        return sds_noise(prior, x0, t_noisy, rng)
+    start = x0 if t0 == CLEAN else sds_noise(prior, x0, t0, rng)[0]  # the render noised to t0
+    timesteps = [t0, *(g for g in inversion_grid(t, T, K, prior.steps_offset) if g > t0), t_noisy]
 
     def eps_fn(x: Tensor, s: int) -> Tensor:
         return prior.predict_noise(x, s, text, config.inversion_cfg_scale)
 
     with torch.no_grad():
         x_t = ddim_invert(eps_fn, start, prior.alphas_cumprod, timesteps, config.inversion_eta, rng.device)
-    abar = prior.alphas_cumprod[t_end]
-    kappa = noise_of(x_t, x0, abar)
-    if config.inversion_renormalise:  # keep the inverted direction, give it a typical noise's size
-        kappa = kappa * kappa.pow(2).mean(dim=tuple(range(1, kappa.dim())), keepdim=True).clamp_min(1e-12).rsqrt()
-        x_t = add_noise(x0, kappa, abar)
-    return x_t, t_end, kappa
+    return x_t, t_noisy, noise_of(x_t, x0, prior.alphas_cumprod[t_noisy])

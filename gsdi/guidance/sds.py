@@ -6,12 +6,11 @@ import torch
 from torch import Tensor
 
 from gsdi.guidance.ddim import add_noise
-from gsdi.config import GuidanceConfig
-from gsdi.guidance.rng import Rng
-from gsdi.priors import Prior, TextCond
+from gsdi.priors import Prior
+from gsdi.rng import Rng
 
 
-def sds_noise(prior: Prior, x0: Tensor, t: int, text: TextCond, config: GuidanceConfig, rng: Rng) -> tuple[Tensor, int, Tensor]:
-    """Returns (x_t, t, kappa) with kappa a fresh standard normal draw; `text` and `config` are unused."""
+def sds_noise(prior: Prior, x0: Tensor, t: int, rng: Rng) -> tuple[Tensor, int, Tensor]:
+    """Returns (x_t, t, kappa) with kappa a fresh standard normal draw from the device stream."""
     kappa = torch.randn(x0.shape, generator=rng.device, device=x0.device, dtype=x0.dtype)
     return add_noise(x0, kappa, prior.alphas_cumprod[t]), t, kappa

@@ -2,7 +2,7 @@
 
 Model space is the image itself, rearranged by a fixed invertible space-to-depth ("encode" =
 pixel-unshuffle by 2: [B,3,64,64] in [0,1] -> [B,12,32,32] in [-1,1]; "decode" = pixel-shuffle),
-which keeps the Prior interface while cutting the UNet's cost about 3x on CPU (shared/world.md).
+which keeps the Prior interface while cutting the UNet's cost about 3x on CPU (embedded/MODEL_CARD.md).
 The text encoder is a word-level embedding over the world's vocabulary (gsdi.world.language):
 an unknown word is a GsdiError listing the vocabulary. The noise schedule is SD's (scaled linear,
 T = 1000, steps_offset 1), so guidance code cannot tell this prior from Stable Diffusion.
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from gsdi.errors import GsdiError
 from gsdi.priors.graphs import UNetRunner
-from gsdi.priors import EmbeddingCache, TextCond, cfg_noise, noise_schedule
+from gsdi.priors.base import EmbeddingCache, TextCond, cfg_noise, noise_schedule
 
 CONFIG_FILE = "gsdi_embedded.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -1,4 +1,4 @@
-"""Perp-Neg (Armandpour et al. 2023) against the Janus problem, for every prior (shared/method.md).
+"""Perp-Neg (Armandpour et al. 2023) against the Janus problem, for every prior (docs/method.md).
 
 Besides the view prompt, the UNet sees the prompts of the other views as negatives. A camera between
 the front and the side gets as its positive an interpolation of the "front view" and "side view"
@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from gsdi.priors.base import TextCond, combine, perpendicular, view_prompts  # noqa: F401  (combine, perpendicular: Perp-Neg's math)
+
 if TYPE_CHECKING:
-    from gsdi.priors import Prior, TextCond
+    from gsdi.priors.base import Prior
 
 # (a, b, c) of a * exp(-b r) + c; a * exp(-b) + c = 0 where a weight must vanish at r = 1.
 DECAY_FRONT_SIDE = (4.0, 0.5, -2.426)  # the front prompt, seen from between front and side
@@ -54,8 +56,6 @@ def view_mix(azimuth: float, elevation: float) -> tuple[dict[str, float], list[t
 
 def perp_neg_text(prior: "Prior", prompt: str, negative: str, azimuths: Tensor, elevations: Tensor) -> "TextCond":
     """TextCond for B cameras (azimuths, elevations [B] degrees) with Perp-Neg's negatives [B, 2, L, D]."""
-    from gsdi.priors import TextCond, view_prompts
-
     B = azimuths.shape[0]
     assert elevations.shape == (B,), (azimuths.shape, elevations.shape)
     words = ("front", "side", "back", "overhead")
@@ -71,22 +71,3 @@ def perp_neg_text(prior: "Prior", prompt: str, negative: str, azimuths: Tensor, 
         weights.append([w for _, w in negs])
     return TextCond(cond=torch.stack(cond), uncond=uncond, negatives=torch.stack(negatives),
                     neg_weights=torch.tensor(weights, dtype=torch.float32, device=uncond.device))
-
-
-def perpendicular(x: Tensor, y: Tensor) -> Tensor:
-    """The component of each x [B, ...] perpendicular to y [B, ...] (per batch row)."""
-    dims = tuple(range(1, x.dim()))
-    coeff = (x * y).sum(dims, keepdim=True) / (y * y).sum(dims, keepdim=True).clamp_min(1e-6)
-    return x - coeff * y
-
-
-def combine(eps_u: Tensor, eps_c: Tensor, eps_neg: Tensor, weights: Tensor, scale: float) -> Tensor:
-    """eps_u + scale (e_pos + sum_i w_i perp(e_neg_i, e_pos)); eps_neg [B, n, ...], weights [B, n]."""
-    B, n = weights.shape
-    assert eps_neg.shape[:2] == (B, n) and eps_u.shape == eps_c.shape, (eps_neg.shape, weights.shape, eps_u.shape)
-    e_pos = eps_c - eps_u
-    total = e_pos
-    for i in range(n):
-        w = weights[:, i].view(B, *([1] * (e_pos.dim() - 1)))
-        total = total + w * perpendicular(eps_neg[:, i] - eps_u, e_pos)
-    return eps_u + scale * total

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from gsdi.errors import GsdiError
 from gsdi.priors.graphs import UNetRunner
-from gsdi.priors import EmbeddingCache, TextCond, cfg_noise, noise_schedule
+from gsdi.priors.base import EmbeddingCache, TextCond, cfg_noise, noise_schedule
 
 LAYOUT = "a diffusers folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/"
 

@@ -65,10 +65,7 @@ def render_instances(objects: list[Tensor], cams: Cameras, device: str | torch.d
     rgb, alpha = [], []
     for start in range(0, M * V, batch):
         pairs = torch.arange(start, min(start + batch, M * V))
-        m, v = pairs // V, pairs % V
-        view = Cameras(cams.viewmats[v], cams.Ks[v], cams.width, cams.height, cams.azimuth[v], cams.elevation[v],
-                       cams.distance[v], cams.fov[v])
-        r, a = render_objects(prims[m].to(device), view)
+        r, a = render_objects(prims[pairs // V].to(device), cams.take(pairs % V))
         rgb.append(r.cpu())
         alpha.append(a.cpu())
     return torch.cat(rgb).unflatten(0, (M, V)), torch.cat(alpha).unflatten(0, (M, V))
@@ -187,17 +184,13 @@ def ddim_reference(prior, prompt: str, view_words: list[str], seed: int, steps: 
     """DDIM samples [len(view_words), S, S, 3] of "{prompt}, {word} view" (CFG `scale`, `steps` steps);
     with `denoise_ratio`, the prior's x0 prediction at the last grid step whose noise-to-signal ratio
     sqrt((1 - abar) / abar) is at least that (None: sample down to the clean image)."""
-    from gsdi.guidance.ddim import CLEAN, ddim_sample, sampling_grid
+    from gsdi.guidance.ddim import sample_prior
     from gsdi.priors import TextCond
 
     n = len(view_words)
     text = TextCond(prior.text_embeddings([f"{prompt}, {w} view" for w in view_words]), prior.text_embeddings([""] * n))
     shape = prior.encode(torch.zeros(1, 3, prior.image_size, prior.image_size, device=prior.device)).shape[1:]
     z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(prior.device)
-    grid = sampling_grid(len(prior.alphas_cumprod), steps, prior.steps_offset)
-    if denoise_ratio is not None:
-        abar = prior.alphas_cumprod
-        grid = [t for t in grid if t == CLEAN or float(((1 - abar[t]) / abar[t]).sqrt()) >= denoise_ratio]
-    x = ddim_sample(lambda v, t: prior.predict_noise(v, t, text, scale), z, prior.alphas_cumprod, grid)
+    x = sample_prior(prior, text, z, steps, scale, stop_ratio=denoise_ratio)
     return prior.decode(x).clamp(0, 1).permute(0, 2, 3, 1)
 

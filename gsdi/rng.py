@@ -1,4 +1,5 @@
-"""Seeded random streams: one on the host for scalars (t, delta, cameras), one on the device for noise."""
+"""Seeded random streams of a generation: one on the host for scalars (t, delta, cameras, the initial
+cloud), one on the device for noise."""
 
 from __future__ import annotations
 

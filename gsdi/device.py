@@ -1,0 +1,37 @@
+"""Where a generation runs: the torch device a name resolves to, and the CPU thread count."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from gsdi.errors import GsdiError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(name: str) -> "torch.device":
+    """'auto' (CUDA when torch sees a GPU, else the CPU), 'cpu' or 'cuda'; GsdiError for cuda without a GPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GsdiError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def choose_cpu_threads() -> tuple[int, str | None]:
+    """Threads for a CPU run and, when fewer than the cores, a line saying why: OMP_NUM_THREADS if set,
+    else the cores this process may use less the load other work puts on them (1-minute load average),
+    at least 1. Two threads on two cores that other work keeps busy run several times slower than one."""
+    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"])), None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    threads = max(1, min(cores, round(cores - load)))
+    if threads == cores:
+        return threads, None
+    return threads, (f"CPU: other work keeps {load:.1f} of {cores} cores busy: using {threads} thread"
+                     f"{'s' if threads > 1 else ''} (choose with OMP_NUM_THREADS=N or --set cpu_threads=N)")

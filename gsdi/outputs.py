@@ -1,0 +1,88 @@
+"""A generation's output folder: its file names, the folder name a prompt gets, and safe writes.
+
+`gsdi generate`, `gsdi batch` and the checkpoints all write through here, so each name and rule has
+one home: a folder is refused if it holds earlier outputs (unless forced), created and probed for
+writing before anything else is written, and files that must never be half-written (checkpoints,
+JSON) are written to a temporary file, flushed and renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from gsdi.errors import GsdiError
+
+SCENE = "scene.ply"
+PREVIEW = "preview.png"
+TURNTABLE = "turntable.mp4"  # turntable.gif where the video extra is missing
+CONFIG = "config.json"
+METRICS = "metrics.json"
+CHECKPOINT = "checkpoint.safetensors"
+SLUG_LENGTH = 60
+
+
+def slug(prompt: str) -> str:
+    """A folder name for a prompt: lower-case words joined by '-', at most SLUG_LENGTH characters."""
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:SLUG_LENGTH] or "scene"
+
+
+def default_output_dir(prompt: str) -> Path:
+    return Path("outputs") / slug(prompt)
+
+
+def check_output_dir(out: Path, force: bool = False) -> None:
+    """Refuse an `out` that is a file, or holds earlier outputs unless `force`; writes nothing."""
+    if out.exists() and not out.is_dir():
+        raise GsdiError(f"--out {out} exists and is not a folder")
+    if not force and out.is_dir() and any(out.iterdir()):
+        what = "a generation" if (out / SCENE).exists() or (out / CONFIG).exists() else "files"
+        hint = f", --resume {out} to continue its checkpoint" if (out / CHECKPOINT).exists() else ""
+        raise GsdiError(f"--out {out} already exists and holds {what}; pass --force to overwrite gsdi's files there"
+                        f"{hint}, or choose another folder")
+
+
+def prepare_output_dir(out: Path, force: bool = False) -> Path:
+    """check_output_dir, then create `out` and check it is writable."""
+    check_output_dir(out, force)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".gsdi-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise GsdiError(f"cannot write to --out {out}: {error.strerror or error}") from None
+    return out
+
+
+def remove_new_files(out: Path, before: "set[Path] | None") -> None:
+    """Delete what a run added to `out` (and `out` itself if the run created it: `before` None)."""
+    import shutil
+
+    for path in out.iterdir():
+        if before is None or path not in before:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if before is None:
+        out.rmdir()
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def fsync_replace(tmp: Path, path: Path) -> None:
+    """Flush tmp to disk and rename it over path (atomic on POSIX), then flush the folder entry."""
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # some filesystems do not fsync folders
+        pass

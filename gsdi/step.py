@@ -1,0 +1,197 @@
+"""One generation's state and its step: text -> 3D Gaussians by score distillation (SDI or SDS).
+
+Read `Generation.advance` top to bottom for one step: sample cameras -> render -> encode -> pick t ->
+guidance loss (+ the late opacity penalty) -> backward -> (skip if not finite) -> optimizer step ->
+densify and remove faint Gaussians -> (log). Each line calls a module that does one job. The loop
+around the steps, checkpoints and outputs are gsdi/generate.py's; `state_dict` / `load_state_dict`
+are what a checkpoint holds (gsdi/checkpoint.py writes and reads the file).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gsdi.config import GenerateConfig
+from gsdi.device import choose_cpu_threads, resolve_device
+from gsdi.errors import GsdiError
+
+MAX_BAD_STEPS_IN_A_ROW = 10
+
+
+class NonFiniteError(GsdiError):
+    """The optimisation keeps producing NaN/inf; raised after MAX_BAD_STEPS_IN_A_ROW skipped steps."""
+
+
+class Generation:
+    """The state of one generation between steps, and the step itself.
+
+    `advance()` runs one step; every `log_every` steps it returns a record (the only point the loop
+    reads values back from the device). `prior` may be passed in to share one between generations.
+    """
+
+    def __init__(self, config: GenerateConfig, prior=None):
+        from gsdi.cameras import VIEW_WORDS
+        from gsdi.densify import Densifier
+        from gsdi.guidance import Rng
+        from gsdi.priors import load_prior, view_prompts
+        from gsdi.render import resolve_backend
+        from gsdi.scene import init_params, make_optimizers
+
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.threads_note = None
+        if self.device.type == "cpu":
+            if config.cpu_threads == 0:
+                config.cpu_threads, self.threads_note = choose_cpu_threads()
+            torch.set_num_threads(config.cpu_threads)
+        self.backend = resolve_backend(config.render.backend, self.device)
+        self.rng = Rng.seeded(config.seed, self.device)
+        torch.manual_seed(config.seed)  # gsplat's densification samples from torch's global generators
+        self.prior = prior if prior is not None else load_prior(config.prior, self.device, config.cuda_graphs)
+        prompts = [config.prompt, config.negative_prompt]
+        if config.camera.view_dependent_prompt:
+            prompts += view_prompts(config.prompt, VIEW_WORDS)
+        self.prior.text_embeddings(prompts)  # a prompt the prior cannot read fails now, before any output
+        self.size = min(self.prior.image_size, config.render.max_resolution)
+        self.params = init_params(config.scene, self.rng.host, self.device)
+        self.optimizers = make_optimizers(self.params, config.optim)
+        self.densifier = Densifier(config.densify, config.steps, config.scene.init_radius, self.params, self.optimizers)
+        self.step = 0
+        self.seconds = 0.0  # time spent in steps (over every resumed part)
+        self.history: list[dict[str, Any]] = []
+        self.skipped_steps = 0  # steps whose loss or gradient was not finite (not applied)
+        self.bad_in_a_row = 0
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.params["means"].shape[0]
+
+    def advance(self) -> dict[str, Any] | None:
+        from gsdi.cameras import sample_orbits
+        from gsdi.guidance import guidance_loss, timestep
+        from gsdi.priors import text_cond
+        from gsdi.priors.perp_neg import perp_neg_text
+        from gsdi.render import render
+        from gsdi.scene import update_learning_rates
+
+        config, cam, gcfg, prior, step = self.config, self.config.camera, self.config.guidance, self.prior, self.step
+        B, T = cam.views_per_step, prior.alphas_cumprod.shape[0]
+        cameras = sample_orbits(B, self.size, self.size, self.rng.host, cam.radius_range, cam.fov_range, cam.elevation_range)
+        rendered = render(self.params, cameras, config.render.background, self.backend)
+        self.densifier.pre_backward(self.params, self.optimizers, step, rendered.meta)
+        x0 = prior.encode(to_prior_input(rendered.rgb, prior.image_size), generator=self.rng.device)
+        if gcfg.perp_neg:
+            text = perp_neg_text(prior, config.prompt, config.negative_prompt, cameras.azimuth, cameras.elevation)
+        else:
+            words = cameras.view_words() if cam.view_dependent_prompt else None
+            text = text_cond(prior, config.prompt, config.negative_prompt, words, B)
+        t = timestep(step, config.steps, gcfg, T, self.rng)
+        guided = guidance_loss(prior, x0, text, t, gcfg, self.rng)
+        x0.retain_grad()
+        loss = guided.loss + self.densifier.opacity_penalty(self.params, step)
+        loss.backward()
+        self.step = step + 1
+        if not self._finite(loss):
+            self.skipped_steps += 1
+            self.bad_in_a_row += 1
+            self.optimizers_zero_grad()
+            if self.bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
+                raise NonFiniteError(
+                    f"the loss or its gradient was not finite {self.bad_in_a_row} steps in a row (last at step {self.step}); "
+                    "lower the learning rates or the CFG scale, or try another --seed")
+            return None
+        self.bad_in_a_row = 0
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        update_learning_rates(self.optimizers, step + 1, config.steps, config.optim)
+        self.densifier.post_backward(self.params, self.optimizers, step, rendered.meta)
+        self.densifier.clean(self.params, self.optimizers, step)
+        if self.step % config.log_every and self.step != config.steps:
+            return None
+        return {"step": self.step, "t": guided.t, "t_noisy": guided.t_noisy, "loss": guided.loss.item(),
+                "grad_x0": x0.grad.norm().item(), "gaussians": self.num_gaussians}
+
+    def optimizers_zero_grad(self) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+
+    def _finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss and every parameter gradient are finite (one host sync a step)."""
+        checks = [torch.isfinite(loss).all()]
+        checks += [torch.isfinite(p.grad).all() for p in self.params.values() if p.grad is not None]
+        return bool(torch.stack(checks).all())
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(tensors, JSON-able scalars) of everything a step depends on: the Gaussians, each Adam's moments
+        and step count, the densifier's state, the random generators (gsdi's and torch's global ones,
+        which gsplat's densification draws from), the step, the config and the logged history."""
+        tensors = {f"params.{k}": v.detach() for k, v in self.params.items()}
+        for name, optimizer in self.optimizers.items():
+            (param,) = optimizer.param_groups[0]["params"]
+            for key, value in optimizer.state.get(param, {}).items():
+                tensors[f"optim.{name}.{key}"] = torch.as_tensor(value)
+        scalars = {}
+        for key, value in self.densifier.state.items():
+            if torch.is_tensor(value):
+                tensors[f"densify.{key}"] = value
+            else:
+                scalars[key] = value
+        tensors["rng.host"], tensors["rng.device"] = self.rng.host.get_state(), self.rng.device.get_state()
+        tensors["rng.torch_cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        meta = {"step": self.step, "config": self.config.to_dict(), "densify_scalars": scalars,
+                "grow_grad2d": self.densifier.strategy.grow_grad2d, "skipped_steps": self.skipped_steps,
+                "history": self.history, "seconds": self.seconds}
+        return tensors, meta
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Put a state_dict into a Generation built from the same config."""
+        from gsdi.densify import Densifier
+        from gsdi.scene import make_optimizers, update_learning_rates
+
+        device, config = self.device, self.config
+        self.params = torch.nn.ParameterDict({key[len("params."):]: torch.nn.Parameter(value.to(device))
+                                              for key, value in tensors.items() if key.startswith("params.")})
+        self.optimizers = make_optimizers(self.params, config.optim)
+        for name, optimizer in self.optimizers.items():
+            (param,) = optimizer.param_groups[0]["params"]
+            prefix = f"optim.{name}."
+            state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+            if state:
+                optimizer.state[param] = {k: (v if k == "step" else v.to(device)) for k, v in state.items()}
+        self.densifier = Densifier(config.densify, config.steps, config.scene.init_radius, self.params, self.optimizers)
+        self.densifier.state.update(meta["densify_scalars"])
+        self.densifier.state.update({key[len("densify."):]: value.to(device) for key, value in tensors.items()
+                                     if key.startswith("densify.")})
+        self.densifier.strategy.grow_grad2d = meta["grow_grad2d"]
+        self.rng.host.set_state(tensors["rng.host"])
+        self.rng.device.set_state(tensors["rng.device"])
+        torch.set_rng_state(tensors["rng.torch_cpu"])
+        if device.type == "cuda" and "rng.torch_cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.torch_cuda"], device)
+        self.step, self.skipped_steps = int(meta["step"]), int(meta.get("skipped_steps", 0))
+        self.history, self.seconds = list(meta.get("history", [])), float(meta.get("seconds", 0.0))
+        update_learning_rates(self.optimizers, self.step, config.steps, config.optim)
+
+    def preview_views(self, size: int | None = None) -> torch.Tensor:
+        """[V, S, S, 3] renders around the scene, framed to its bounds (what preview.png shows); S: the
+        training render size unless given."""
+        from gsdi.turntable import render_orbit
+
+        cam = self.config.camera
+        return render_orbit(dict(self.params.items()), cam.eval_views, size or self.size, cam.eval_elevation,
+                            fov=cam.eval_fov, backend=self.backend, background=self.config.render.background)
+
+
+def to_prior_input(rgb: torch.Tensor, size: int) -> torch.Tensor:
+    """Renders [B, H, W, 3] -> [B, 3, size, size] (bilinear resize when H != size)."""
+    import torch.nn.functional as F
+
+    images = rgb.permute(0, 3, 1, 2)
+    if images.shape[-1] != size or images.shape[-2] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return images
