@@ -74,7 +74,7 @@ def read_prompt_list(path: Path) -> list[Job]:
 def job_config(job: Job, defaults: dict[str, Any]) -> GenerateConfig:
     """The job's config: batch-wide defaults, then the line's own options (GsdiError names the line)."""
     overrides = dict(defaults)
-    preset = overrides.pop("preset", "default")
+    preset = overrides.pop("preset", "auto")
     for key, value in job.options.items():
         if key == "preset":
             preset = value

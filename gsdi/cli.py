@@ -44,7 +44,7 @@ def generate(
     steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: from the preset)."),
     seed: int = typer.Option(0, help="Random seed; same seed and settings, same result."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
-    preset: str = typer.Option("default", help="default, preview (renders at 256², for Stable Diffusion) or long (1500 steps); README, Presets."),
+    preset: str = typer.Option("auto", help="auto (default for the embedded prior, stable-diffusion for a Stable Diffusion prior), default, preview (renders at 256²), long (1500 steps) or stable-diffusion (the paper's SDI settings, 1200 steps); README, Presets."),
     negative: str = typer.Option("", help="Negative prompt (classifier-free guidance)."),
     perp_neg: Optional[bool] = typer.Option(None, "--perp-neg/--no-perp-neg", help="Perp-Neg: the other views' prompts as negatives, against objects with a front on every side. Default: on for Stable Diffusion (adds about 20% to a step), off for the embedded prior (it scores lower there; README, Guidance)."),
     renderer: str = typer.Option("auto", help="auto (gsplat on CUDA, gsdi's torch renderer elsewhere), gsplat or torch."),
@@ -267,7 +267,7 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 def batch(
     prompts: Path = typer.Argument(..., help="Text file: a prompt per line, '#' comments, optional '| seed=3 preset=preview steps=.. guidance=.. negative=..'."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder: a subfolder per prompt, index.json, index.html."),
-    preset: str = typer.Option("default", help="Preset for lines that name none: default, preview or long."),
+    preset: str = typer.Option("auto", help="Preset for lines that name none: auto, default, preview, long or stable-diffusion."),
     guidance: Optional[str] = typer.Option(None, help="auto, sdi or sds for lines that name none (default auto)."),
     prior: Optional[str] = typer.Option(None, help="Diffusion prior for every prompt (see gsdi generate --help)."),
     steps: Optional[int] = typer.Option(None, help="Steps for lines that name none (default: the preset's)."),

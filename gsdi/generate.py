@@ -51,7 +51,7 @@ def generate(
     *,
     config: GenerateConfig | None = None,
     out: str | Path | None = None,
-    preset: str = "default",
+    preset: str = "auto",
     force: bool = False,
     resume: str | Path | None = None,
     progress: bool = True,

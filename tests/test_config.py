@@ -64,3 +64,24 @@ def test_auto_guidance_resolves_by_prior(tiny_sd):
     assert sd.guidance.method == "sdi"
     explicit = make_config("a red castle", **{"guidance.method": "sdi"})
     assert explicit.guidance.method == "sdi" and explicit.guidance.t_schedule == "auto"
+
+
+def test_a_stable_diffusion_prior_gets_the_papers_recipe(tiny_sd):
+    """With no preset, a Stable Diffusion prior resolves to the documented recipe (README, Defaults per
+    prior): the SDI paper's official 3D settings and a step count in the 3DGS peers' range."""
+    from gsdi.config import STABLE_DIFFUSION
+
+    config = make_config("a castle", prior=str(tiny_sd))
+    assert config.preset == "stable-diffusion"
+    g = config.guidance
+    assert (g.method, g.inversion_start, g.inversion_cfg_scale, g.inversion_eta, g.inversion_steps) == ("sdi", 0, -7.5, 0.3, 10)
+    assert (g.t_schedule, g.p_max, g.p_min, g.cfg_scale, g.perp_neg) == ("anneal", 0.98, 0.25, 7.5, True)
+    assert (config.steps, config.render.max_resolution, config.scene.num_points) == (1200, 512, 4096)
+    assert (config.densify.refine_start_iter, config.densify.max_gaussians, config.densify.opacity_l1) == (100, 100_000, 0.0)
+    for key, value in STABLE_DIFFUSION.items():  # every documented value is the resolved one
+        section, _, name = key.rpartition(".")
+        assert getattr(getattr(config, section) if section else config, name) == value, key
+    # The embedded prior keeps its own default; a named preset or option still wins.
+    assert make_config("a castle").preset == "default"
+    assert make_config("a castle", "preview", prior=str(tiny_sd)).guidance.inversion_start == 300
+    assert make_config("a castle", prior=str(tiny_sd), steps=20, **{"guidance.method": "sds"}).guidance.method == "sds"
