@@ -15,20 +15,17 @@ figures in `critic.json`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gsdi.errors import GsdiError
 from gsdi.world import degrade
 from gsdi.world.objects import CATEGORIES, PALETTE
 from gsdi.world.recogniser import SIDES, SIZE, conv_trunk
 
 WEIGHTS = Path(__file__).parent / "critic.safetensors"
-CARD = Path(__file__).parent / "critic.json"
 
 # Quality target exp(-strength / scale) per degradation, and the strengths training draws from.
 # Fixed before any generation was scored; the validation table (docs/eval/yardstick/) checks them.
@@ -61,22 +58,10 @@ class Critic(nn.Module):
 
 def load_critic(device: torch.device | str = "cpu") -> Critic:
     """The shipped, trained critic (eval mode, no grad)."""
-    from safetensors.torch import load_file
+    from gsdi.world.training import load_weights
 
-    if not WEIGHTS.is_file():
-        raise GsdiError(f"no critic weights at {WEIGHTS}; train them with examples/train_critic.py")
-    card = json.loads(CARD.read_text()) if CARD.is_file() else {}
-    model = Critic(card.get("width", 32), card.get("feature_rms", 1.0))
-    model.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS)).items()})
-    return model.to(device).eval().requires_grad_(False)
-
-
-def to_input(images: Tensor) -> Tensor:
-    """Views [B, H, W, 3] in [0, 1] (any size) -> the critic's [B, 3, 64, 64]."""
-    x = images.permute(0, 3, 1, 2).float().clamp(0, 1)
-    if x.shape[-1] != SIZE or x.shape[-2] != SIZE:
-        x = F.interpolate(x, size=(SIZE, SIZE), mode="area" if x.shape[-1] > SIZE else "bilinear")
-    return x
+    return load_weights(WEIGHTS.parent, WEIGHTS.stem, lambda card: Critic(card.get("width", 32), card.get("feature_rms", 1.0)),
+                        "examples/train_critic.py", device)
 
 
 def quality_target(kind: str, strength: Tensor) -> Tensor:

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gsdi.cameras import Cameras, orbit_cameras, sample_orbits
-from gsdi.world.critic import Critic, to_input
+from gsdi.world.critic import Critic
+from gsdi.world.recogniser import to_input
 from gsdi.world.language import Prompt
 from gsdi.world.objects import sample_object
 from gsdi.world.render import pad_objects, render_objects

@@ -14,7 +14,6 @@ so a recognised share says a render is nearer that category than any other, not 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -22,13 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gsdi.cameras import VIEW_WORDS
-from gsdi.errors import GsdiError
 from gsdi.world.objects import CATEGORIES, PALETTE
 
 SIDES = VIEW_WORDS[:3]  # front, side, back (the world's training orbits never look from overhead)
 SIZE = 64
 WEIGHTS = Path(__file__).parent / "recogniser.safetensors"
-CARD = Path(__file__).parent / "recogniser.json"
 
 
 def conv_trunk(width: int, features: int = 256) -> nn.Sequential:
@@ -59,23 +56,24 @@ class Recogniser(nn.Module):
 
 def load_recogniser(device: torch.device | str = "cpu") -> Recogniser:
     """The shipped, trained recogniser (eval mode, no grad)."""
-    from safetensors.torch import load_file
+    from gsdi.world.training import load_weights
 
-    if not WEIGHTS.is_file():
-        raise GsdiError(f"no recogniser weights at {WEIGHTS}; train them with examples/train_recogniser.py")
-    card = json.loads(CARD.read_text()) if CARD.is_file() else {}
-    model = Recogniser(card.get("width", 32))
-    model.load_state_dict({k: v.float() for k, v in load_file(str(WEIGHTS)).items()})
-    return model.to(device).eval().requires_grad_(False)
+    return load_weights(WEIGHTS.parent, WEIGHTS.stem, lambda card: Recogniser(card.get("width", 32)),
+                        "examples/train_recogniser.py", device)
+
+
+def to_input(images: Tensor) -> Tensor:
+    """Views [B, H, W, 3] in [0, 1] (any size) -> [B, 3, 64, 64], what the world's networks read."""
+    x = images.permute(0, 3, 1, 2).float().clamp(0, 1)
+    if x.shape[-1] != SIZE or x.shape[-2] != SIZE:
+        x = F.interpolate(x, size=(SIZE, SIZE), mode="area" if x.shape[-1] > SIZE else "bilinear")
+    return x
 
 
 @torch.no_grad()
 def recognise(model: Recogniser, images: Tensor) -> dict[str, list[str]]:
     """Images [B, H, W, 3] in [0, 1] (any size: resized to 64^2) -> the names of category, colour, side."""
-    x = images.permute(0, 3, 1, 2).float().clamp(0, 1)
-    if x.shape[-1] != SIZE or x.shape[-2] != SIZE:
-        x = F.interpolate(x, size=(SIZE, SIZE), mode="area" if x.shape[-1] > SIZE else "bilinear")
-    logits = model(x.to(next(model.parameters()).device))
+    logits = model(to_input(images).to(next(model.parameters()).device))
     names = {"category": list(CATEGORIES), "colour": list(PALETTE), "side": list(SIDES)}
     return {key: [names[key][i] for i in logits[key].argmax(1).tolist()] for key in names}
 

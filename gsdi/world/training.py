@@ -1,7 +1,8 @@
 """The training loop and weight files shared by the world's small networks (the recogniser, the critic).
 
 Used by examples/train_recogniser.py and examples/train_critic.py: AdamW with a one-cycle schedule,
-a JSON line of the loss every `log_every` steps, and fp16 safetensors with a JSON card beside them.
+a JSON line of the loss every `log_every` steps, and fp16 safetensors with a JSON card beside them,
+which `load_weights` reads back for the package.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ def save_weights(model: nn.Module, folder: Path, stem: str, card: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half().contiguous().cpu() for k, v in model.state_dict().items()}, str(folder / f"{stem}.safetensors"))
     (folder / f"{stem}.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def load_weights(folder: Path, stem: str, build: Callable[[dict], nn.Module], trainer: str,
+                 device: torch.device | str = "cpu") -> nn.Module:
+    """The model that save_weights wrote (build(card) makes it from its card), in eval mode without
+    grad; GsdiError naming `trainer` when the weights are missing."""
+    from safetensors.torch import load_file
+
+    from gsdi.errors import GsdiError
+
+    weights, card_file = folder / f"{stem}.safetensors", folder / f"{stem}.json"
+    if not weights.is_file():
+        raise GsdiError(f"no {stem} weights at {weights}; train them with {trainer}")
+    model = build(json.loads(card_file.read_text()) if card_file.is_file() else {})
+    model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    return model.to(device).eval().requires_grad_(False)
 
 
 def training_arguments(description: str, train: int, held_out: int, steps: int, what: str) -> argparse.Namespace:
