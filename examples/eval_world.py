@@ -44,6 +44,8 @@ METHODS = {  # name: guidance overrides
     "sdi-paper": {"guidance.method": "sdi", "guidance.t_schedule": "anneal", "guidance.inversion_start": 0,
                   "guidance.inversion_cfg_scale": -7.5, "guidance.inversion_eta": 0.3},
     "ism": {"guidance.method": "ism", "guidance.t_schedule": "anneal"},
+    # the default recipe until 2026-12-01, chosen with best-instance PSNR (docs/research-log.md)
+    "old-default": {"guidance.method": "sds", "guidance.t_schedule": "anneal", "steps": 250, "densify.opacity_l1": 0.02},
 }
 DEFAULT_METHODS = ["sds-random-t", "sds-annealed-t", "sdi"]
 
