@@ -24,14 +24,37 @@ def resolve_device(name: str) -> "torch.device":
 
 def choose_cpu_threads() -> tuple[int, str | None]:
     """Threads for a CPU run and, when fewer than the cores, a line saying why: OMP_NUM_THREADS if set,
-    else the cores this process may use less the load other work puts on them (1-minute load average),
-    at least 1. Two threads on two cores that other work keeps busy run several times slower than one."""
+    else the cores this process may use less those other work keeps busy now (`busy_cores`), at least
+    1. Two threads on two cores that other work keeps busy run several times slower than one."""
     if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"])), None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    threads = max(1, min(cores, round(cores - load)))
+    busy = busy_cores()
+    threads = max(1, min(cores, round(cores - busy)))
     if threads == cores:
         return threads, None
-    return threads, (f"CPU: other work keeps {load:.1f} of {cores} cores busy: using {threads} thread"
+    return threads, (f"CPU: other work keeps {busy:.1f} of {cores} cores busy: using {threads} thread"
                      f"{'s' if threads > 1 else ''} (choose with OMP_NUM_THREADS=N or --set cpu_threads=N)")
+
+
+def busy_cores(window: float = 0.3) -> float:
+    """Cores that other processes keep busy now: on Linux the machine's non-idle CPU time over `window`
+    seconds of /proc/stat while this process sleeps; elsewhere the 1-minute load average. (The load
+    average lags: a minute after a job ends it still counts it, so a second run started right after a
+    first one would use too few threads.)"""
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if total1 <= total0:
+        return 0.0
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))

@@ -3,8 +3,10 @@ framed previews and the messages that tell a user what to install."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from io import StringIO
 
 import pytest
@@ -59,19 +61,36 @@ def test_export_without_out_never_targets_the_input(tmp_path, capsys):
 
 
 def test_cpu_threads_follow_the_free_cores(monkeypatch):
-    import os
-
+    import gsdi.device
     from gsdi.device import choose_cpu_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(os, "getloadavg", lambda: (4.5, 4.0, 3.0))
+    monkeypatch.setattr(gsdi.device, "busy_cores", lambda: 1.6)
     threads, note = choose_cpu_threads()
     assert threads == 1 and "OMP_NUM_THREADS" in note and "--set cpu_threads" in note
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.1, 0.1))
+    monkeypatch.setattr(gsdi.device, "busy_cores", lambda: 0.2)
     assert choose_cpu_threads() == (2, None)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert choose_cpu_threads() == (3, None)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="busy cores are measured from /proc/stat on Linux")
+def test_busy_cores_sees_a_busy_process_now_and_forgets_it_after():
+    """A process spinning on one core counts while it runs and not once it has stopped (the load
+    average would still count it for a minute)."""
+    from gsdi.device import busy_cores
+
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        during = busy_cores(window=0.5)
+    finally:
+        spin.kill()
+        spin.wait()
+    after = busy_cores(window=0.5)
+    assert during >= 0.6, f"a process spinning on one core was measured as {during:.2f} busy cores"
+    assert after <= during - 0.5, f"busy cores {after:.2f} after the process stopped, {during:.2f} while it ran"
 
 
 def test_a_cpu_run_records_the_threads_it_used(tmp_path):
