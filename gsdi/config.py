@@ -113,11 +113,13 @@ class DensifyConfig:
     # Haze: faint Gaussians around the object that the prior cannot see on a white background
     # (docs/research-log.md). From clean_start (a fraction of the steps, by default where
     # densification stops), every refine_every steps and after the last step, Gaussians fainter than
-    # clean_opa are removed, and opacity_l1 * mean(opacity) joins the loss so that the ones the
-    # prior does not need fade.
+    # clean_opa are removed; with opacity_l1 > 0, opacity_l1 * mean(opacity) also joins the loss so
+    # that the ones the prior does not need fade.
     clean_opa: float = 0.05
     clean_start: float = 0.7
-    opacity_l1: float = 0.02
+    # Off by default: over a 1000-step run it shrinks objects (area ratio 0.72 on six prompts) and
+    # costs their parts; without it fidelity KID 0.48 vs 0.94 at 1% haze (docs/research-log.md).
+    opacity_l1: float = 0.0
 
 
 @dataclass
@@ -126,7 +128,7 @@ class GenerateConfig:
     negative_prompt: str = ""
     prior: str = DEFAULT_PRIOR  # "embedded", or a Stable Diffusion hub id / local diffusers folder
     preset: str = "default"
-    steps: int = 250
+    steps: int = 1000
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = 10  # read losses back from the device only every N steps
@@ -152,15 +154,16 @@ class GenerateConfig:
 
 
 # Presets are overrides in the dotted form `make_config` takes, on top of the dataclass defaults, which
-# are the `default` preset: what `gsdi generate` runs. They were chosen from measurements
-# (docs/benchmarks.md, docs/bench_step.md, docs/eval/) with best-instance PSNR, which rewards a blurry
-# average; the fidelity and sharpness measures (docs/eval/eval.md) prefer longer runs
-# (docs/research-log.md, 2026-12-01), so they are to be re-chosen. On PSNR the short recipe scored best:
-# at 250 steps SDS gave 21.9 dB over one prompt per category, at 500 steps (2 views a step) 19.6, at
-# 1000 steps 21.4 and at 1500 steps (4096 points) 19.7 on four of them. So `default` is 250 steps,
-# 2048 points, densified from step 50, at most 20k Gaussians, SDI with K = 5. `preview` renders at
-# 256^2 instead of 512^2, which only Stable Diffusion notices (the embedded prior sees 64^2 either way).
-# `long` is the 1500-step recipe the 3DGS peers run on Stable Diffusion (unmeasured there).
+# are the `default` preset: what `gsdi generate` runs. The default was chosen with the world critic's
+# fidelity KID and sharpness (docs/eval/eval.md; docs/research-log.md, 2026-12-01), which see blur and
+# missing parts: SDS with t annealed 980 -> 250 over 1000 steps, no late opacity penalty, 2048 points
+# densified from step 50 to at most 20k. Over 20 prompts on one H200 it scored a fidelity KID of 0.42
+# and a sharpness of 0.71 (the prior's own DDIM samples 0.51 and 0.53; the old 250-step default 0.94
+# and 0.40, which best-instance PSNR had chosen because it rewards a blurry average). `preview` is 300
+# steps (40 s on 2 CPU cores, where 400 steps took 57-64 s: too close to a minute; fidelity KID 0.72 vs
+# 0.56 on six random prompts, docs/eval/cpu_preview_steps/) at 256^2 renders, which only Stable Diffusion notices (the
+# embedded prior sees 64^2 either way). `long` is the 1500-step recipe the 3DGS peers run on Stable
+# Diffusion (unmeasured there).
 # Stable Diffusion's recipe: what `gsdi generate --prior <SD>` runs when no preset is named. It cannot
 # be measured here (no SD weights can be downloaded on gsdi's test machines), so each value comes from
 # the SDI paper's official 3D configuration or the 3DGS peers, as its comment says.
@@ -180,22 +183,19 @@ STABLE_DIFFUSION: dict[str, Any] = {
     "scene.num_points": 4096,  # gsdi's long preset; the peers start from 1k-100k points
     "densify.refine_start_iter": 100,  # gsplat's DefaultStrategy and the peers: densify from step 100 (GaussianDreamer 300)
     "densify.max_gaussians": 100_000,
-    "densify.opacity_l1": 0.0,  # the late opacity penalty was chosen on the world prior; it shrinks long runs there
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "stable-diffusion": STABLE_DIFFUSION,
-    "preview": {"render.max_resolution": 256},
-    # without the opacity penalty: over its 450 late steps it thins a scene to a few hundred Gaussians
-    "long": {"steps": 1500, "scene.num_points": 4096, "densify.refine_start_iter": 100, "densify.max_gaussians": 100_000,
-             "densify.opacity_l1": 0.0},
+    "preview": {"steps": 300, "render.max_resolution": 256},
+    "long": {"steps": 1500, "scene.num_points": 4096, "densify.refine_start_iter": 100, "densify.max_gaussians": 100_000},
 }
 
 
 # Wall seconds of `gsdi generate "a red castle" --preset P [--guidance sdi]` with the embedded prior on
 # 2 CPU cores (README, Presets), by (preset, guidance method): what a CPU run announces at its start.
-CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 41, ("preview", "sdi"): 84, ("default", "sds"): 41,
-                                             ("default", "sdi"): 84, ("long", "sds"): 272}
+CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 40, ("default", "sds"): 110, ("default", "sdi"): 232,
+                                             ("long", "sds"): 272}
 
 
 def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> GenerateConfig:
@@ -224,9 +224,9 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
 
 def resolve_auto_method(config: GenerateConfig) -> None:
     """`--guidance auto`: SDI for Stable Diffusion; SDS with the annealed t schedule for the embedded
-    prior, where SDI stays behind SDS at the default preset (docs/research-log.md, 2026-12-01: fidelity
-    KID 1.12 vs 0.94 on 20 prompts, 1.35 vs 0.94 on six unseen ones; lower is better).
-    config.json records the resolved method."""
+    prior, where SDS beats SDI at the default recipe (docs/research-log.md, 2026-12-01, later: fidelity
+    KID 0.43 vs 0.62 at 1000 steps on ten prompts, 0.37 vs 0.59 on six random ones, and SDI behind at
+    equal wall time too; lower is better). config.json records the resolved method."""
     if config.guidance.method != "auto":
         return
     if is_embedded_prior(config.prior):

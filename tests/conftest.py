@@ -9,7 +9,7 @@ import torch
 
 from gsdi.priors import TextCond
 
-# A CPU generation picks its thread count from the machine's load (gsdi.generate.choose_cpu_threads);
+# A CPU generation picks its thread count from the cores busy at its start (gsdi.device.choose_cpu_threads);
 # the suite fixes it, so that two runs compared bit for bit use the same count whatever else is running.
 os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 

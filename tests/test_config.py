@@ -18,7 +18,8 @@ def test_presets_and_overrides():
     assert make_config("a castle", prior="some/sd-model").guidance.perp_neg
     assert not make_config("a castle", prior="some/sd-model", **{"guidance.perp_neg": False}).guidance.perp_neg
     # An option left out (None, as the CLI passes it) keeps the preset's value.
-    assert make_config("a castle", "preview", steps=None).steps == GenerateConfig().steps
+    assert make_config("a castle", "preview", steps=None).steps == PRESETS["preview"]["steps"] == 300
+    assert make_config("a castle", steps=None).steps == GenerateConfig().steps == 1000
 
 
 def test_the_dataclass_defaults_are_what_gsdi_generate_runs():
