@@ -161,9 +161,9 @@ class GenerateConfig:
 # and a sharpness of 0.71 (the prior's own DDIM samples 0.51 and 0.53; the old 250-step default 0.94
 # and 0.40, which best-instance PSNR had chosen because it rewards a blurry average). `preview` is 300
 # steps (40 s on 2 CPU cores, where 400 steps took 57-64 s: too close to a minute; fidelity KID 0.72 vs
-# 0.56 on six random prompts, docs/eval/cpu_preview_steps/) at 256^2 renders, which only Stable Diffusion notices (the
-# embedded prior sees 64^2 either way). `long` is the 1500-step recipe the 3DGS peers run on Stable
-# Diffusion (unmeasured there).
+# 0.56 on six random prompts, docs/eval/cpu_preview_steps/) at 256^2 renders, which only Stable
+# Diffusion notices (the embedded prior sees 64^2 either way). `long` is the 1500-step recipe the 3DGS
+# peers run on Stable Diffusion (unmeasured there).
 # Stable Diffusion's recipe: what `gsdi generate --prior <SD>` runs when no preset is named. It cannot
 # be measured here (no SD weights can be downloaded on gsdi's test machines), so each value comes from
 # the SDI paper's official 3D configuration or the 3DGS peers, as its comment says.
