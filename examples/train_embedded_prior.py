@@ -184,7 +184,7 @@ def main() -> None:
         for group in optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(device, dtype=torch.bfloat16, enabled=use_bf16):
-            eps = prior.unet(x_t, t, encoder_hidden_states=prior.text_encoder.embed(ids)).sample
+            eps = prior.unet(x_t, t, encoder_hidden_states=prior.text_encoder.embed(ids))
         loss = F.mse_loss(eps.float(), noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -90,3 +90,60 @@ def test_the_shipped_prior_is_the_offline_default(tmp_path, capsys):
         main(["generate", "a red dragon", "--out", str(tmp_path / "d"), "-q", "--device", "cpu"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "does not know 'dragon'" in err and "castle" in err and err.count("\n") == 1
+
+
+DEEPER = {**SMALL, "unet": {**SMALL["unet"], "block_out_channels": [16, 32, 32], "layers_per_block": 2,
+                            "attention_head_dim": 4, "down_block_types": ["CrossAttnDownBlock2D"] * 3,
+                            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}}
+
+
+@pytest.mark.parametrize("arch", [SMALL, DEEPER])
+def test_gsdis_unet_is_diffusers_unet(arch):
+    """Same weights, same output and input gradient as diffusers' UNet2DConditionModel."""
+    from diffusers import UNet2DConditionModel
+
+    arch, ours, _ = EmbeddedPrior.build(arch, seed=1)
+    channels = 3 * arch["unshuffle"] ** 2
+    theirs = UNet2DConditionModel(sample_size=arch["image_size"] // 2, in_channels=channels, out_channels=channels,
+                                  cross_attention_dim=arch["text_dim"], **arch["unet"])
+    theirs.load_state_dict(ours.state_dict(), strict=True)  # the same names: shipped weights load into either
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, channels, 16, 16, generator=g)
+    text = torch.randn(3, arch["max_words"], arch["text_dim"], generator=g)
+    t = torch.tensor([1, 480, 999])
+    outs = []
+    for unet in (ours, theirs):
+        xi = x.clone().requires_grad_(True)
+        out = unet(xi, t, encoder_hidden_states=text)
+        out = out if torch.is_tensor(out) else out.sample
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        outs.append((out.detach(), xi.grad))
+    assert outs[0][0].abs().mean() > 0.1
+    assert torch.allclose(outs[0][0], outs[1][0], atol=1e-5), (outs[0][0] - outs[1][0]).abs().max()
+    assert torch.allclose(outs[0][1], outs[1][1], atol=1e-5), (outs[0][1] - outs[1][1]).abs().max()
+
+
+def test_noise_schedule_is_diffusers_ddim_schedule():
+    from diffusers import DDIMScheduler
+
+    from gsdi.priors.base import noise_schedule
+    from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
+
+    for config in (SD21_BASE_SCHEDULER, {**SD21_BASE_SCHEDULER, "beta_schedule": "linear", "beta_start": 1e-4,
+                                         "beta_end": 0.02, "steps_offset": 0}):
+        alphas_cumprod, offset = noise_schedule(config, torch.device("cpu"))
+        reference = DDIMScheduler.from_config(config)
+        assert torch.equal(alphas_cumprod, reference.alphas_cumprod.float()) and offset == reference.config.steps_offset
+
+
+def test_loading_the_embedded_prior_does_not_import_diffusers():
+    """diffusers' model stack takes seconds to import; the default prior needs none of it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from gsdi.priors import load_prior; p = load_prior('embedded', torch.device('cpu')); "
+            "from gsdi.priors import text_cond; t = text_cond(p, 'a red castle', '', None, 1); "
+            "p.predict_noise(torch.zeros(1, 12, 32, 32), 500, t, 7.5); "
+            "print(sorted(m for m in ('diffusers', 'transformers', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -89,11 +89,26 @@ class EmbeddingCache:
 
 
 def noise_schedule(scheduler_config: dict, device: torch.device) -> tuple[Tensor, int]:
-    """alphas_cumprod [T] (float32 on device) and the 'leading' grid's steps_offset of a diffusers scheduler config."""
-    from diffusers import DDIMScheduler
+    """alphas_cumprod [T] (float32 on device) and the 'leading' grid's steps_offset of a diffusers scheduler config.
 
-    scheduler = DDIMScheduler.from_config(scheduler_config)
-    return scheduler.alphas_cumprod.float().to(device), int(scheduler.config.get("steps_offset", 0))
+    The linear and scaled-linear betas (every Stable Diffusion 1.x/2.x, and the embedded prior) are
+    computed here as diffusers does, so that the embedded prior loads without importing diffusers;
+    any other schedule is diffusers' DDIMScheduler's (tests/test_embedded.py compares the two).
+    """
+    c = scheduler_config
+    T, kind = int(c.get("num_train_timesteps", 1000)), c.get("beta_schedule", "linear")
+    if kind in ("linear", "scaled_linear") and c.get("trained_betas") is None:
+        start, end = float(c.get("beta_start", 0.0001)), float(c.get("beta_end", 0.02))
+        if kind == "linear":
+            betas = torch.linspace(start, end, T, dtype=torch.float32)
+        else:
+            betas = torch.linspace(start**0.5, end**0.5, T, dtype=torch.float32) ** 2
+        alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    else:
+        from diffusers import DDIMScheduler
+
+        alphas_cumprod = DDIMScheduler.from_config(c).alphas_cumprod
+    return alphas_cumprod.float().to(device), int(c.get("steps_offset", 0))
 
 
 def cfg_noise(runner, x_t: Tensor, t: int, text: TextCond, scale: float, dtype: torch.dtype,

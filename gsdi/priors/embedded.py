@@ -94,16 +94,15 @@ class EmbeddedPrior:
     @staticmethod
     def build(arch: dict | None = None, seed: int = 0) -> tuple[dict, nn.Module, WordEncoder]:
         """Untrained networks for an architecture (default: DEFAULT_ARCH)."""
-        from diffusers import UNet2DConditionModel
-
+        from gsdi.priors.unet import UNet
         from gsdi.world.language import VOCABULARY
 
         arch = json.loads(json.dumps(arch or DEFAULT_ARCH))
         arch.setdefault("vocabulary", list(VOCABULARY))
         channels = 3 * arch["unshuffle"] ** 2
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(sample_size=arch["image_size"] // arch["unshuffle"], in_channels=channels,
-                                    out_channels=channels, cross_attention_dim=arch["text_dim"], **arch["unet"])
+        unet = UNet(sample_size=arch["image_size"] // arch["unshuffle"], in_channels=channels, out_channels=channels,
+                    cross_attention_dim=arch["text_dim"], **arch["unet"])
         return arch, unet, WordEncoder(arch["vocabulary"], arch["max_words"], arch["text_dim"])
 
     @classmethod

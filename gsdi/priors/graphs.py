@@ -31,7 +31,7 @@ class UNetRunner:
             sample.shape, timesteps.shape, encoder_hidden_states.shape)
         self.calls += 1
         if not self.graphs:
-            return self.unet(sample, timesteps, encoder_hidden_states=encoder_hidden_states).sample
+            return self._forward(sample, timesteps, encoder_hidden_states)
         key = tuple((tuple(x.shape), x.dtype) for x in (sample, timesteps, encoder_hidden_states))
         if key not in self.captured:
             self.captured[key] = self._capture(sample, timesteps, encoder_hidden_states)
@@ -57,4 +57,5 @@ class UNetRunner:
         return graph, static_inputs, static_output
 
     def _forward(self, sample: Tensor, timesteps: Tensor, encoder_hidden_states: Tensor) -> Tensor:
-        return self.unet(sample, timesteps, encoder_hidden_states=encoder_hidden_states).sample
+        out = self.unet(sample, timesteps, encoder_hidden_states=encoder_hidden_states)
+        return out if isinstance(out, Tensor) else out.sample  # gsdi's UNet returns the tensor, diffusers' a wrapper
