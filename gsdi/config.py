@@ -101,7 +101,10 @@ class DensifyConfig:
     """
 
     enabled: bool = True
-    grow_quantile: float = 0.8
+    # 0.6 (grow the top 40% at each refinement; gsplat's own absolute threshold grows fewer): fidelity
+    # KID 0.29 vs 0.42 at 0.8 on 20 prompts, sharper, the same haze; 0.5 grew objects (area 1.13) and
+    # scored no better (docs/research-log.md, 2026-12-02).
+    grow_quantile: float = 0.6
     grow_scale3d: float = 0.01  # relative to the scene scale (init_radius)
     prune_opa: float = 0.005
     prune_scale3d: float = 0.1
@@ -155,15 +158,15 @@ class GenerateConfig:
 
 # Presets are overrides in the dotted form `make_config` takes, on top of the dataclass defaults, which
 # are the `default` preset: what `gsdi generate` runs. The default was chosen with the world critic's
-# fidelity KID and sharpness (docs/eval/eval.md; docs/research-log.md, 2026-12-01), which see blur and
-# missing parts: SDS with t annealed 980 -> 250 over 1000 steps, no late opacity penalty, 2048 points
-# densified from step 50 to at most 20k. Over 20 prompts on one H200 it scored a fidelity KID of 0.42
-# and a sharpness of 0.71 (the prior's own DDIM samples 0.51 and 0.53; the old 250-step default 0.94
-# and 0.40, which best-instance PSNR had chosen because it rewards a blurry average). `preview` is 300
-# steps (40 s on 2 CPU cores, where 400 steps took 57-64 s: too close to a minute; fidelity KID 0.72 vs
-# 0.56 on six random prompts, docs/eval/cpu_preview_steps/) at 256^2 renders, which only Stable
-# Diffusion notices (the embedded prior sees 64^2 either way). `long` is the 1500-step recipe the 3DGS
-# peers run on Stable Diffusion (unmeasured there).
+# fidelity KID and sharpness (docs/eval/eval.md; docs/research-log.md, 2026-12-01 and 2026-12-02),
+# which see blur and missing parts: SDS with t annealed 980 -> 250 over 1000 steps, no late opacity
+# penalty, 2048 points densified from step 50 (the top 40% of image-space gradients grown at each
+# refinement) to at most 20k. Over 20 prompts on one H200 it scored a fidelity KID of 0.29 and a
+# sharpness of 0.76 (the prior's own DDIM samples 0.51 and 0.53; the old 250-step default 0.94 and
+# 0.40, which best-instance PSNR had chosen because it rewards a blurry average). `preview` is 300
+# steps (40 s on 2 CPU cores, where 400 steps took 57-64 s: too close to a minute) at 256^2 renders,
+# which only Stable Diffusion notices (the embedded prior sees 64^2 either way). `long` is the
+# 1500-step recipe the 3DGS peers run on Stable Diffusion (unmeasured there).
 # Stable Diffusion's recipe: what `gsdi generate --prior <SD>` runs when no preset is named. It cannot
 # be measured here (no SD weights can be downloaded on gsdi's test machines), so each value comes from
 # the SDI paper's official 3D configuration or the 3DGS peers, as its comment says.
@@ -182,6 +185,10 @@ STABLE_DIFFUSION: dict[str, Any] = {
     "render.max_resolution": 512,  # SD 2.1 base's native size, as the paper renders
     "scene.num_points": 4096,  # gsdi's long preset; the peers start from 1k-100k points
     "densify.refine_start_iter": 100,  # gsplat's DefaultStrategy and the peers: densify from step 100 (GaussianDreamer 300)
+    # gsdi's growth rule as it was before the embedded prior's 0.6 was measured (the top 20% grown at each
+    # refinement; the peers use gsplat's absolute gradient threshold); more growth at 512^2 and a 100k
+    # cap costs memory and time nobody measured here
+    "densify.grow_quantile": 0.8,
     "densify.max_gaussians": 100_000,
 }
 PRESETS: dict[str, dict[str, Any]] = {
@@ -194,8 +201,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Wall seconds of `gsdi generate "a red castle" --preset P [--guidance sdi]` with the embedded prior on
 # 2 CPU cores (README, Presets), by (preset, guidance method): what a CPU run announces at its start.
-CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 40, ("default", "sds"): 110, ("default", "sdi"): 232,
-                                             ("long", "sds"): 272}
+CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 40, ("default", "sds"): 125, ("default", "sdi"): 320,
+                                             ("long", "sds"): 347}
 
 
 def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> GenerateConfig:
