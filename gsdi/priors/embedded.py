@@ -101,8 +101,7 @@ class EmbeddedPrior:
         arch.setdefault("vocabulary", list(VOCABULARY))
         channels = 3 * arch["unshuffle"] ** 2
         torch.manual_seed(seed)
-        unet = UNet(sample_size=arch["image_size"] // arch["unshuffle"], in_channels=channels, out_channels=channels,
-                    cross_attention_dim=arch["text_dim"], **arch["unet"])
+        unet = UNet(in_channels=channels, out_channels=channels, cross_attention_dim=arch["text_dim"], **arch["unet"])
         return arch, unet, WordEncoder(arch["vocabulary"], arch["max_words"], arch["text_dim"])
 
     @classmethod

@@ -165,13 +165,12 @@ class UNet(nn.Module):
     sample [N, in, h, w], timesteps [N] (or a scalar), encoder_hidden_states [N, S, cross_attention_dim]
     -> predicted noise [N, out, h, w]."""
 
-    def __init__(self, sample_size: int, in_channels: int, out_channels: int, cross_attention_dim: int,
+    def __init__(self, in_channels: int, out_channels: int, cross_attention_dim: int,
                  block_out_channels: list[int], layers_per_block: int, attention_head_dim: int,
                  down_block_types: list[str], up_block_types: list[str], norm_num_groups: int = 32):
         super().__init__()
         for name in [*down_block_types, *up_block_types]:
             assert name in DOWN_BLOCKS + UP_BLOCKS, f"block type {name} is not one gsdi's UNet implements"
-        self.sample_size = sample_size
         channels, heads, groups = list(block_out_channels), attention_head_dim, norm_num_groups
         ctx = cross_attention_dim
         self.time_dim, temb = channels[0], 4 * channels[0]
@@ -219,8 +218,8 @@ class UNet(nn.Module):
                 h = resnet(h, temb)
                 h = h if attention is None else attention(h, ctx)
                 skips.append(h)
-            if block.sampler() is not None:
-                h = block.sampler()(h)
+            if (sampler := block.sampler()) is not None:
+                h = sampler(h)
                 skips.append(h)
         mid = self.mid_block
         h = mid.attentions[0](mid.resnets[0](h, temb), ctx)
@@ -229,6 +228,6 @@ class UNet(nn.Module):
             for resnet, attention in block.layers():
                 h = resnet(torch.cat([h, skips.pop()], dim=1), temb)
                 h = h if attention is None else attention(h, ctx)
-            if block.sampler() is not None:
-                h = block.sampler()(h)
+            if (sampler := block.sampler()) is not None:
+                h = sampler(h)
         return self.conv_out(F.silu(self.conv_norm_out(h)))
