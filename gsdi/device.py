@@ -37,16 +37,19 @@ def choose_cpu_threads() -> tuple[int, str | None]:
                      f"{'s' if threads > 1 else ''} (choose with OMP_NUM_THREADS=N or --set cpu_threads=N)")
 
 
-def busy_cores(window: float = 0.3) -> float:
+def busy_cores(window: float = 0.3, read_stat=None) -> float:
     """Cores that other processes keep busy now: on Linux the machine's non-idle CPU time over `window`
     seconds of /proc/stat while this process sleeps; elsewhere the 1-minute load average. (The load
     average lags: a minute after a job ends it still counts it, so a second run started right after a
-    first one would use too few threads.)"""
+    first one would use too few threads.) `read_stat()` returns /proc/stat's first line (tests pass one)."""
     import time
 
-    def sample() -> tuple[int, int]:
+    def read_proc_stat() -> str:
         with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
+            return f.readline()
+
+    def sample() -> tuple[int, int]:
+        ticks = [int(v) for v in (read_stat or read_proc_stat)().split()[1:]]
         return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
 
     try:

@@ -80,7 +80,8 @@ def test_offline_stable_diffusion_fails_fast_with_one_line(tmp_path):
                               capture_output=True, text=True, timeout=60, env={**env, **extra})
         elapsed = time.perf_counter() - start
         assert proc.returncode == 2, proc.stderr
-        assert elapsed < 10, elapsed
+        # a download that retries takes minutes; the bound leaves a slow machine's imports room
+        assert elapsed < 45, elapsed
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "--prior FOLDER" in lines[0] and "config.json" not in lines[0], proc.stderr
         assert not (tmp_path / "sd").exists()
