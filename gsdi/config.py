@@ -73,7 +73,13 @@ class GuidanceConfig:
     # auto: SDS (annealed t) on the embedded prior, SDI on Stable Diffusion (resolve_auto_method);
     # ism: LucidDreamer's interval score matching, a comparison row
     method: Literal["auto", "sdi", "sds", "ism"] = "auto"
-    cfg_scale: float = 7.5  # standard (diffusers) CFG form: eps_u + s (eps_c - eps_u)
+    cfg_scale: float = 7.5  # in the form cfg_form names
+    # standard: diffusers' eps_u + s (eps_c - eps_u); reference: the SDI code's, eps_c + s (eps_c - eps_u)
+    # without Perp-Neg (standard s + 1) and the standard form with it (standard_scale below)
+    cfg_form: Literal["standard", "reference"] = "standard"
+    # The timestep SDI's sample inverted to t' = t + delta is predicted at: scheduled (t, the reference
+    # code's labelling) or inverted (t', gsdi's earlier variant; docs/research-log.md, 2026-12-02)
+    prediction_timestep: Literal["scheduled", "inverted"] = "scheduled"
     t_schedule: Literal["auto", "anneal", "random"] = "auto"  # auto: anneal for SDI, random for SDS
     p_min: float = 0.25
     p_max: float = 0.98
@@ -89,6 +95,12 @@ class GuidanceConfig:
     # Perp-Neg against the Janus problem (gsdi/priors/perp_neg.py): the other views' prompts as
     # perpendicular negatives; needs view-dependent prompts; the UNet batch grows from 2 to 4 per view.
     perp_neg: bool = False
+
+    def standard_scale(self, scale: float) -> float:
+        """The scale in the standard form eps_u + s (eps_c - eps_u) that `scale` means under cfg_form:
+        "reference" is the SDI code's rule, eps_c + scale (eps_c - eps_u) (= standard scale + 1) without
+        Perp-Neg and the standard form with it; "standard" is diffusers' form always."""
+        return scale + 1.0 if self.cfg_form == "reference" and not self.perp_neg else scale
 
 
 @dataclass
@@ -179,7 +191,9 @@ STABLE_DIFFUSION: dict[str, Any] = {
     "guidance.t_schedule": "anneal",  # its 3D config: t falls linearly ...
     "guidance.p_max": 0.98,  # ... from 980 ...
     "guidance.p_min": 0.25,  # ... to 250
-    "guidance.cfg_scale": 7.5,  # its 3D config (standard CFG form, with Perp-Neg)
+    "guidance.cfg_scale": 7.5,  # its 3D config ...
+    "guidance.cfg_form": "reference",  # ... in its code's form (standard with Perp-Neg, eps_c + s (eps_c - eps_u) without)
+    "guidance.prediction_timestep": "scheduled",  # its code: the sample inverted to t' is predicted at t
     "guidance.perp_neg": True,  # its 3D config, against the Janus problem
     "steps": 1200,  # 3DGS peers: DreamGaussian 500, GaussianDreamer 1200, LucidDreamer and threestudio's 3DGS 5000
     "render.max_resolution": 512,  # SD 2.1 base's native size, as the paper renders
@@ -261,6 +275,9 @@ def validate(config: GenerateConfig) -> None:
         (config.guidance.method in ("sdi", "sds", "ism"),
          f"--guidance must be auto, sdi, sds or ism (interval score matching, for comparison; got {config.guidance.method!r})"),
         (config.guidance.t_schedule in ("auto", "anneal", "random"), "t_schedule must be auto, anneal or random"),
+        (config.guidance.cfg_form in ("standard", "reference"), "guidance.cfg_form must be standard or reference"),
+        (config.guidance.prediction_timestep in ("scheduled", "inverted"),
+         "guidance.prediction_timestep must be scheduled or inverted"),
         (config.render.backend in ("auto", "gsplat", "torch"), f"--renderer must be auto, gsplat or torch (got {config.render.backend!r})"),
         (0 <= config.scene.sh_degree <= 3, "sh_degree must be in 0..3"),
         (config.scene.num_points >= 1, "scene.num_points must be at least 1"),

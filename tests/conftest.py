@@ -75,7 +75,7 @@ class GaussianPrior:
         return torch.zeros(len(prompts), 1, 1, dtype=torch.float64)
 
     def eps(self, x, t, mu):
-        abar = self.alphas_cumprod[t]
+        abar = self.alphas_cumprod[max(t, 0)]  # SDI's clean start asks at a timestep before the schedule
         return (1 - abar).sqrt() * (x - abar.sqrt() * mu) / (abar * self.s**2 + 1 - abar)
 
     def predict_noise(self, x_t, t, text: TextCond, scale: float):

@@ -7,8 +7,7 @@ import torch
 from gsdi.config import GuidanceConfig
 from gsdi.guidance import NOISE, Rng, guidance_loss, timestep
 from gsdi.guidance.ddim import add_noise
-from gsdi.guidance.ddim import CLEAN
-from gsdi.guidance.sdi import inversion_start, sdi_noise
+from gsdi.guidance.sdi import sdi_noise
 from gsdi.guidance.sds import sds_noise
 from gsdi.priors import TextCond
 
@@ -32,10 +31,10 @@ def test_sdi_noise_is_deterministic_with_eta0_and_not_random(gaussian_prior):
     # Another seed moves only t' (delta); with the same t' the noise is identical.
     kappa_random = sds_noise(gaussian_prior, x0, 600, Rng.seeded(1))[2]
     assert (a[2] - kappa_random).abs().mean() > 0.1
-    # Inversion cost: one UNet call per grid point below t, plus one.
+    # Inversion cost: one UNet call per grid point below t, plus one (the reference's start).
     gaussian_prior.calls = 0
     sdi_noise(gaussian_prior, x0, 600, TEXT, config, Rng.seeded(2))
-    assert gaussian_prior.calls == len([1, 101, 201, 301, 401, 501]) + 1
+    assert gaussian_prior.calls == len([-99, 1, 101, 201, 301, 401, 501])  # the start before the grid, the grid below t
 
 
 def test_with_kappa_given_sds_and_sdi_make_the_same_update(gaussian_prior):
@@ -112,7 +111,6 @@ def test_noised_start_inverts_from_t0_and_falls_back_to_fresh_noise_below_it(gau
     gaussian_prior.calls = 0
     _, t_low, kappa_low = sdi_noise(gaussian_prior, x0, 150, TEXT, GuidanceConfig(inversion_start=300, inversion_steps=10), Rng.seeded(3))
     assert t_low < 300 and gaussian_prior.calls == 0 and 0.8 < float(kappa_low.std()) < 1.2
-    assert inversion_start(GuidanceConfig(inversion_start=0)) == CLEAN  # the paper's clean start
 
 
 def test_noised_start_keeps_the_noise_of_an_off_manifold_render_near_unit_variance():
@@ -137,9 +135,13 @@ def test_target_is_the_one_step_prediction(gaussian_prior):
 
     x0 = x0_like(gaussian_prior)
     for method in ("sds", "sdi"):
-        out = guidance_loss(gaussian_prior, x0, TEXT, 640, GuidanceConfig(method=method), Rng.seeded(4))
-        x_t = add_noise(x0, out.kappa, gaussian_prior.alphas_cumprod[out.t_noisy])
-        assert torch.allclose(out.target, predict_x0(x_t, out.eps, gaussian_prior.alphas_cumprod[out.t_noisy]), atol=1e-9)
+        for labelling in ("scheduled", "inverted"):
+            config = GuidanceConfig(method=method, prediction_timestep=labelling)
+            out = guidance_loss(gaussian_prior, x0, TEXT, 640, config, Rng.seeded(4))
+            assert out.t_pred == (640 if labelling == "scheduled" else out.t_noisy)
+            assert method == "sds" or out.t_noisy > 640  # this seed's delta is not 0
+            x_t = add_noise(x0, out.kappa, gaussian_prior.alphas_cumprod[out.t_pred])  # kappa read at the label
+            assert torch.allclose(out.target, predict_x0(x_t, out.eps, gaussian_prior.alphas_cumprod[out.t_pred]), atol=1e-9)
 
 
 def test_ism_measures_against_the_unconditional_prediction_one_interval_below(gaussian_prior):

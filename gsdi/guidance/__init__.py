@@ -2,7 +2,8 @@
 
 The two methods share everything but how the noise kappa (and its timestep t') is produced:
 `sds.sds_noise` draws it, `sdi.sdi_noise` gets it by DDIM inversion of the render. The prediction,
-target and loss below are common, which is the paper's point and keeps the comparison fair.
+target and loss below are common, which is the paper's point and keeps the comparison fair. As in the
+reference, SDI's sample from t' is predicted at the scheduled t (`prediction_timestep`).
 `ism.ism_noise` (LucidDreamer's interval score matching) goes through the same loss, for comparison.
 """
 
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from gsdi.config import GuidanceConfig
-from gsdi.guidance.ddim import t_annealed, t_uniform
+from gsdi.guidance.ddim import noise_of, t_annealed, t_uniform
 from gsdi.guidance.ism import ism_noise
 from gsdi.rng import Rng
 from gsdi.guidance.sdi import sdi_noise
@@ -37,8 +38,9 @@ class GuidanceOutput:
     loss: Tensor  # scalar, differentiable in x0
     t: int  # the scheduled timestep
     t_noisy: int  # t' of the noisy sample (t for SDS)
-    kappa: Tensor  # [B, c, h, w] the noise the update is measured against
-    eps: Tensor  # [B, c, h, w] the CFG prediction at (x_t', t')
+    t_pred: int  # the timestep the prediction is asked at and the target read at (t, or t' with "inverted")
+    kappa: Tensor  # [B, c, h, w] the noise the update is measured against: x_t' = sqrt(abar) x0 + sqrt(1 - abar) kappa at t_pred
+    eps: Tensor  # [B, c, h, w] the CFG prediction at (x_t', t_pred)
     target: Tensor  # [B, c, h, w] the one-step prediction the loss pulls x0 toward (detached)
 
 
@@ -63,10 +65,13 @@ def guidance_loss(
 ) -> GuidanceOutput:
     """loss = 0.5 mean((x0 - target)^2) / B, target = x0 - sqrt((1 - abar)/abar) (eps_hat - kappa).
 
-    For SDS and SDI (kappa = the noise x_t' holds) the target is the one-step DDIM prediction
-    (x_t' - sqrt(1 - abar) eps_hat) / sqrt(abar); the gradient in x0 is sqrt((1 - abar)/abar)
-    (eps_hat - kappa) / numel: the SDS update with weight sigma/alpha. `kappa_fn` overrides the
-    method's noise (tests pass a fixed kappa).
+    The noise function gives the noisy sample x_t' and its t'. The prediction eps_hat is asked at
+    t_pred, the scheduled t (the reference's labelling; prediction_timestep "scheduled") or t'
+    ("inverted"), and kappa is the noise x_t' holds read at t_pred, so that the target is the one-step
+    DDIM prediction (x_t' - sqrt(1 - abar) eps_hat) / sqrt(abar) with abar = abar[t_pred]; the
+    gradient in x0 is sqrt((1 - abar)/abar) (eps_hat - kappa) / numel: the SDS update with weight
+    sigma/alpha. (For SDS and ISM t' = t.) `kappa_fn` overrides the method's noise (tests pass a fixed
+    kappa).
     """
     B = x0.shape[0]
     assert x0.dim() == 4 and text.cond.shape[0] == B, (x0.shape, text.cond.shape)
@@ -76,8 +81,11 @@ def guidance_loss(
     x = x0.detach()
     with torch.no_grad():
         x_t, t_noisy, kappa = noise_fn(prior, x, t, text, config, rng)
-        eps = prior.predict_noise(x_t, t_noisy, text, config.cfg_scale)
-        abar = prior.alphas_cumprod[t_noisy]
+        t_pred = t if config.prediction_timestep == "scheduled" else t_noisy
+        abar = prior.alphas_cumprod[t_pred]
+        if t_pred != t_noisy:
+            kappa = noise_of(x_t, x, abar)
+        eps = prior.predict_noise(x_t, t_pred, text, config.standard_scale(config.cfg_scale))
         target = x - ((1 - abar) / abar).sqrt() * (eps - kappa)
     loss = 0.5 * torch.mean((x0 - target) ** 2) / B
-    return GuidanceOutput(loss=loss, t=t, t_noisy=t_noisy, kappa=kappa, eps=eps, target=target)
+    return GuidanceOutput(loss=loss, t=t, t_noisy=t_noisy, t_pred=t_pred, kappa=kappa, eps=eps, target=target)

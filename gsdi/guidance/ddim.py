@@ -1,8 +1,12 @@
 """Closed-form DDIM: stateless functions over a prior's `alphas_cumprod` (abar).
 
-Timesteps are integers in [0, T). `CLEAN` (-1) stands for the virtual clean start with abar = 1 that
-the SDI inversion begins from (the UNet is asked at timestep 0 there). `eps_fn(x, t)` is any noise
-predictor taking a batch [B, ...] and an integer timestep.
+Timesteps are integers in [0, T). `CLEAN` (-1) stands for the virtual clean image with abar = 1 where
+sampling ends (and ISM's inversion begins; the model is asked at timestep 0 there). SDI's inversion
+from the clean render begins as its reference does (diffusers' DDIMInverseScheduler with
+set_alpha_to_one=False, as Stable Diffusion's scheduler configs set): one grid stride before the
+grid, a negative timestep that the model is asked at as it is, with abar = alphas_cumprod[0]
+(`ddim_invert`'s `start_abar`). `eps_fn(x, t)` is any noise predictor taking a batch [B, ...] and an
+integer timestep.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ EpsFn = Callable[[Tensor, int], Tensor]
 
 
 def abar_at(alphas_cumprod: Tensor, t: int) -> Tensor:
-    """abar[t] as a 0-d float64-safe tensor; 1 for the virtual clean start."""
+    """abar[t] as a 0-d float64-safe tensor; 1 for the virtual clean image."""
+    assert t == CLEAN or 0 <= t < alphas_cumprod.shape[0], f"no abar for timestep {t}"
     if t == CLEAN:
         return torch.ones((), dtype=alphas_cumprod.dtype, device=alphas_cumprod.device)
     return alphas_cumprod[t]
@@ -76,15 +81,21 @@ def ddim_invert(
     timesteps: Sequence[int],
     eta: float = 0.0,
     generator: torch.Generator | None = None,
+    start_abar: Tensor | None = None,
 ) -> Tensor:
-    """Carry x from timesteps[0] (CLEAN allowed) up through increasing timesteps; returns x at the last."""
+    """Carry x from timesteps[0] up through increasing timesteps; returns x at the last.
+
+    timesteps[0] may be CLEAN (abar 1, the model asked at 0) or, with `start_abar`, any timestep
+    before the schedule (SDI's reference start: the model is asked at it as it is, abar = start_abar).
+    """
     assert all(a < b for a, b in zip(timesteps, timesteps[1:])), f"timesteps must increase: {timesteps}"
-    for a, b in zip(timesteps, timesteps[1:]):
-        eps = eps_fn(x, max(a, 0))
+    for i, (a, b) in enumerate(zip(timesteps, timesteps[1:])):
+        abar_a = start_abar if i == 0 and start_abar is not None else abar_at(alphas_cumprod, a)
+        eps = eps_fn(x, 0 if a == CLEAN else a)
         noise = None
         if eta > 0:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = ddim_step(x, eps, abar_at(alphas_cumprod, a), abar_at(alphas_cumprod, b), eta, noise)
+        x = ddim_step(x, eps, abar_a, abar_at(alphas_cumprod, b), eta, noise)
     return x
 
 

@@ -131,7 +131,7 @@ def cfg_noise(runner, x_t: Tensor, t: int, text: TextCond, scale: float, dtype: 
     x = x_t.repeat(2 + n, *([1] * (x_t.dim() - 1)))
     timesteps = torch.full((x.shape[0],), t, device=x_t.device, dtype=torch.long)
     with torch.no_grad():
-        out = runner(x.to(dtype), timesteps, torch.cat(rows).to(dtype)).float()
+        out = runner(x.to(dtype), timesteps, torch.cat(rows).to(dtype)).to(x_t.dtype)  # fp16 UNets: back to the sample's
     if to_eps is not None:
         out = to_eps(out, x, t)
     eps_u, eps_c = out[:B], out[B:2 * B]
