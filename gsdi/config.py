@@ -78,8 +78,9 @@ class GuidanceConfig:
     # without Perp-Neg (standard s + 1) and the standard form with it (standard_scale below)
     cfg_form: Literal["standard", "reference"] = "standard"
     # The timestep SDI's sample inverted to t' = t + delta is predicted at: scheduled (t, the reference
-    # code's labelling) or inverted (t', gsdi's earlier variant; docs/research-log.md, 2026-12-02)
-    prediction_timestep: Literal["scheduled", "inverted"] = "scheduled"
+    # code's labelling, which the stable-diffusion recipe uses) or inverted (t'). On the embedded prior
+    # t shrinks objects to about half their size, t' overgrows them less (docs/research-log.md, 2026-12-02)
+    prediction_timestep: Literal["scheduled", "inverted"] = "inverted"
     t_schedule: Literal["auto", "anneal", "random"] = "auto"  # auto: anneal for SDI, random for SDS
     p_min: float = 0.25
     p_max: float = 0.98
@@ -92,6 +93,11 @@ class GuidanceConfig:
     inversion_cfg_scale: float = 1.0
     inversion_eta: float = 0.0
     inversion_start: int = 300
+    # Steps a level lasts: its t, views and noise (drawn for SDS, inverted for SDI) are kept for that
+    # many steps while the render changes (the prediction is asked anew at each); 1: fresh every step.
+    # On exact-score worlds keeping the noise lets both methods keep detail that fresh noise at every
+    # small step averages away (docs/exact-study.md).
+    hold_steps: int = 1
     # Perp-Neg against the Janus problem (gsdi/priors/perp_neg.py): the other views' prompts as
     # perpendicular negatives; needs view-dependent prompts; the UNet batch grows from 2 to 4 per view.
     perp_neg: bool = False
@@ -285,6 +291,7 @@ def validate(config: GenerateConfig) -> None:
         (config.camera.view_dependent_prompt or not config.guidance.perp_neg,
          "Perp-Neg needs view-dependent prompts (camera.view_dependent_prompt)"),
         (1 <= config.guidance.inversion_steps <= 1000, "guidance.inversion_steps must be in 1..1000"),
+        (config.guidance.hold_steps >= 1, "guidance.hold_steps must be at least 1"),
         (0.0 <= config.guidance.p_min <= config.guidance.p_max <= 1.0, "need 0 <= p_min <= p_max <= 1"),
         (config.render.max_resolution >= 16, "render.max_resolution must be at least 16"),
         (config.render.preview_size >= 16, "render.preview_size must be at least 16"),

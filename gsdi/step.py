@@ -63,14 +63,15 @@ class Generation:
         self.history: list[dict[str, Any]] = []
         self.skipped_steps = 0  # steps whose loss or gradient was not finite (not applied)
         self.bad_in_a_row = 0
+        self.held: dict[str, Any] | None = None  # the current level's views, t and noise (guidance.hold_steps > 1)
 
     @property
     def num_gaussians(self) -> int:
         return self.params["means"].shape[0]
 
     def advance(self) -> dict[str, Any] | None:
-        from gsdi.cameras import sample_orbits
-        from gsdi.guidance import guidance_loss, timestep
+        from gsdi.cameras import orbit_cameras, sample_orbits
+        from gsdi.guidance import guidance_loss, kept_noise, timestep
         from gsdi.priors import text_cond
         from gsdi.priors.perp_neg import perp_neg_text
         from gsdi.render import render
@@ -78,7 +79,11 @@ class Generation:
 
         config, cam, gcfg, prior, step = self.config, self.config.camera, self.config.guidance, self.prior, self.step
         B, T = cam.views_per_step, prior.alphas_cumprod.shape[0]
-        cameras = sample_orbits(B, self.size, self.size, self.rng.host, cam.radius_range, cam.fov_range, cam.elevation_range)
+        held = self.held if step % gcfg.hold_steps else None  # a level's views, t and noise (guidance.hold_steps)
+        if held is None:
+            cameras = sample_orbits(B, self.size, self.size, self.rng.host, cam.radius_range, cam.fov_range, cam.elevation_range)
+        else:
+            cameras = orbit_cameras(*held["orbit"], self.size, self.size)
         rendered = render(self.params, cameras, config.render.background, self.backend)
         self.densifier.pre_backward(self.params, self.optimizers, step, rendered.meta)
         x0 = prior.encode(to_prior_input(rendered.rgb, prior.image_size), generator=self.rng.device)
@@ -87,8 +92,11 @@ class Generation:
         else:
             words = cameras.view_words() if cam.view_dependent_prompt else None
             text = text_cond(prior, config.prompt, config.negative_prompt, words, B)
-        t = timestep(step, config.steps, gcfg, T, self.rng)
-        guided = guidance_loss(prior, x0, text, t, gcfg, self.rng)
+        t = held["t"] if held else timestep(step, config.steps, gcfg, T, self.rng)
+        guided = guidance_loss(prior, x0, text, t, gcfg, self.rng, kept_noise(held["noise"], held["t_noisy"]) if held else None)
+        if held is None and gcfg.hold_steps > 1:
+            orbit = (cameras.azimuth, cameras.elevation, cameras.distance, cameras.fov)
+            self.held = {"orbit": orbit, "t": t, "t_noisy": guided.t_noisy, "noise": guided.noise}
         x0.retain_grad()
         loss = guided.loss + self.densifier.opacity_penalty(self.params, step)
         loss.backward()
@@ -139,13 +147,16 @@ class Generation:
                 tensors[f"densify.{key}"] = value
             else:
                 scalars[key] = value
+        if self.held is not None:
+            tensors.update({f"held.orbit{i}": v for i, v in enumerate(self.held["orbit"])}, **{"held.noise": self.held["noise"]})
         tensors["rng.host"], tensors["rng.device"] = self.rng.host.get_state(), self.rng.device.get_state()
         tensors["rng.torch_cpu"] = torch.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.torch_cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {"step": self.step, "config": self.config.to_dict(), "densify_scalars": scalars,
                 "grow_grad2d": self.densifier.strategy.grow_grad2d, "skipped_steps": self.skipped_steps,
-                "history": self.history, "seconds": self.seconds}
+                "history": self.history, "seconds": self.seconds,
+                "held": {k: self.held[k] for k in ("t", "t_noisy")} if self.held is not None else None}
         return tensors, meta
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -165,6 +176,8 @@ class Generation:
                 optimizer.state[param] = {k: (v if k == "step" else v.to(device)) for k, v in state.items()}
         self.densifier = Densifier(config.densify, config.steps, config.scene.init_radius, self.params, self.optimizers)
         self.densifier.state.update(meta["densify_scalars"])
+        if meta.get("held"):
+            self.held = {**meta["held"], "orbit": tuple(tensors[f"held.orbit{i}"] for i in range(4)), "noise": tensors["held.noise"].to(device)}
         self.densifier.state.update({key[len("densify."):]: value.to(device) for key, value in tensors.items()
                                      if key.startswith("densify.")})
         self.densifier.strategy.grow_grad2d = meta["grow_grad2d"]

@@ -77,6 +77,7 @@ def test_a_stable_diffusion_prior_gets_the_papers_recipe(tiny_sd):
     g = config.guidance
     assert (g.method, g.inversion_start, g.inversion_cfg_scale, g.inversion_eta, g.inversion_steps) == ("sdi", 0, -7.5, 0.3, 10)
     assert (g.t_schedule, g.p_max, g.p_min, g.cfg_scale, g.perp_neg) == ("anneal", 0.98, 0.25, 7.5, True)
+    assert (g.cfg_form, g.prediction_timestep) == ("reference", "scheduled")  # the reference code's step
     assert (config.steps, config.render.max_resolution, config.scene.num_points) == (1200, 512, 4096)
     assert (config.densify.refine_start_iter, config.densify.max_gaussians, config.densify.opacity_l1) == (100, 100_000, 0.0)
     for key, value in STABLE_DIFFUSION.items():  # every documented value is the resolved one

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from gsdi.config import GuidanceConfig
-from gsdi.guidance.ddim import noise_of, t_annealed, t_uniform
+from gsdi.guidance.ddim import add_noise, noise_of, t_annealed, t_uniform
 from gsdi.guidance.ism import ism_noise
 from gsdi.rng import Rng
 from gsdi.guidance.sdi import sdi_noise
@@ -30,7 +30,7 @@ NOISE: dict[str, NoiseFn] = {  # (prior, x0, t, text, config, rng) -> (x_t', t',
     "ism": ism_noise,
 }
 
-__all__ = ["Rng", "GuidanceOutput", "guidance_loss", "timestep", "NOISE"]
+__all__ = ["Rng", "GuidanceOutput", "guidance_loss", "timestep", "kept_noise", "NOISE"]
 
 
 @dataclass
@@ -39,6 +39,7 @@ class GuidanceOutput:
     t: int  # the scheduled timestep
     t_noisy: int  # t' of the noisy sample (t for SDS)
     t_pred: int  # the timestep the prediction is asked at and the target read at (t, or t' with "inverted")
+    noise: Tensor  # [B, c, h, w] the noise x_t' holds at t_noisy (what `kept_noise` keeps)
     kappa: Tensor  # [B, c, h, w] the noise the update is measured against: x_t' = sqrt(abar) x0 + sqrt(1 - abar) kappa at t_pred
     eps: Tensor  # [B, c, h, w] the CFG prediction at (x_t', t_pred)
     target: Tensor  # [B, c, h, w] the one-step prediction the loss pulls x0 toward (detached)
@@ -81,11 +82,21 @@ def guidance_loss(
     x = x0.detach()
     with torch.no_grad():
         x_t, t_noisy, kappa = noise_fn(prior, x, t, text, config, rng)
-        t_pred = t if config.prediction_timestep == "scheduled" else t_noisy
+        noise, t_pred = kappa, (t if config.prediction_timestep == "scheduled" else t_noisy)
         abar = prior.alphas_cumprod[t_pred]
         if t_pred != t_noisy:
             kappa = noise_of(x_t, x, abar)
         eps = prior.predict_noise(x_t, t_pred, text, config.standard_scale(config.cfg_scale))
         target = x - ((1 - abar) / abar).sqrt() * (eps - kappa)
     loss = 0.5 * torch.mean((x0 - target) ** 2) / B
-    return GuidanceOutput(loss=loss, t=t, t_noisy=t_noisy, t_pred=t_pred, kappa=kappa, eps=eps, target=target)
+    return GuidanceOutput(loss=loss, t=t, t_noisy=t_noisy, t_pred=t_pred, noise=noise, kappa=kappa, eps=eps, target=target)
+
+
+def kept_noise(noise: Tensor, t_noisy: int) -> NoiseFn:
+    """A noise function that keeps an earlier step's noise [B, c, h, w] at t': x_t' is rebuilt from the
+    current render with it, and the prediction is asked anew (guidance.hold_steps; docs/exact-study.md)."""
+
+    def fn(prior: Prior, x0: Tensor, t: int, text: TextCond, config: GuidanceConfig, rng: Rng):
+        return add_noise(x0, noise, prior.alphas_cumprod[t_noisy]), t_noisy, noise
+
+    return fn

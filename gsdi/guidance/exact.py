@@ -113,7 +113,7 @@ class World:
 
 
 def world(kind: str, size: int = 16, contrast: float = 0.2, patch: int = 4, phases: int = 64, s: float = 0.1,
-          prompts: int = 2) -> World:
+          prompts: int = 2, flat: bool = False) -> World:
     """A world of 1 x size x size images in [-1, 1] whose detail a method can keep (1) or average away (0).
 
     - "global": one detail for the whole image, a stripe pattern of amplitude `contrast` whose phase is
@@ -121,11 +121,15 @@ def world(kind: str, size: int = 16, contrast: float = 0.2, patch: int = 4, phas
     - "local": (size / patch)^2 independent details, each patch carries +- `contrast` x a checker.
     - "two-scale": coarse modes (each patch's mean, one of 4 shapes per prompt) with the local details.
     The unconditional world holds `prompts` prompts' bases or shapes (the conditional one is prompt 0).
+    `flat` bases are one grey level per prompt, so that a shifted crop of a wider image is again an
+    image of the world (the study's views).
     """
     D = size * size
     g = torch.Generator().manual_seed(7)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    bases = 0.6 * torch.tanh(torch.randn(prompts, D, generator=g, dtype=torch.float64))  # smooth enough: a colour field
+    bases = 0.6 * torch.tanh(torch.randn(prompts, D, generator=g, dtype=torch.float64))  # a colour field per prompt
+    if flat:
+        bases = torch.linspace(0.2, -0.4, prompts, dtype=torch.float64)[:, None].expand(prompts, D).clone()
     patches = [((yy // patch == i) & (xx // patch == j)).reshape(-1) for i in range(size // patch) for j in range(size // patch)]
     checker = (((yy + xx) % 2) * 2 - 1).reshape(-1).double()
     coarse_P = _mean_projector(patches, D)
