@@ -4,7 +4,7 @@
 
 Builds a Stable-Diffusion-2.1-base-shaped prior with random weights (speed does not depend on
 their values), a scene of --gaussians Gaussians rendered at --size^2, and times gsdi's real step
-(`gsdi.generate.Generation.advance`, densification off so the count stays fixed) for SDS and for
+(`gsdi.step.Generation.advance`, densification off so the count stays fixed) for SDS and for
 SDI with each inversion grid size k, over one whole annealed t schedule of --steps steps.
 
 The floor, timed alone in the same run: (UNet calls per step, counted) x one CFG-batched UNet call

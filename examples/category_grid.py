@@ -6,7 +6,7 @@ Runs `gsdi.generate` (default preset and settings unless --preset/--set say othe
 per category and writes grid.png: a row per prompt (in the order printed) of six pictures at 128 px:
 a world render of the prompt (its first reference instance, from the front, 15 degrees up), a DDIM
 sample of the embedded prior ("<prompt>, front view", 64 px shown at 128, the grain-free reference of
-gsdi.world.evaluate), then the generation from the front, right side, back and left side (15 degrees
+gsdi.eval.evaluate), then the generation from the front, right side, back and left side (15 degrees
 up, the world's scale), plus grid.json with the prompts, the command and each run's loop time.
 """
 
@@ -24,11 +24,12 @@ import torch
 import gsdi
 from gsdi.cameras import eval_orbits
 from gsdi.device import resolve_device
-from gsdi.export import image_grid, read_ply, write_png
+from gsdi.formats import read_ply
+from gsdi.media import image_grid, write_png
 from gsdi.priors import load_prior
-from gsdi.turntable import render_orbit
+from gsdi.media import render_orbit
 from gsdi.world import parse
-from gsdi.world.evaluate import ddim_reference, reference_objects, render_instances
+from gsdi.eval.evaluate import ddim_reference, reference_objects, render_instances
 
 PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",
            "an orange rocket", "a yellow duck", "a purple lamp", "a brown table"]

@@ -1,11 +1,11 @@
-"""SDS vs SDI against the world's ground truth, side by side (gsdi/world/evaluate.py; docs/eval/eval.md).
+"""SDS vs SDI against the world's ground truth, side by side (gsdi/eval/evaluate.py; docs/eval/eval.md).
 
     python examples/eval_world.py --prompts "a red castle" "a blue car" --preset default --device cuda --out docs/eval/run
     python examples/eval_world.py --score A.ply B.ply --prompts "a red castle" --out DIR
 
 For each prompt runs the chosen methods with the same seed, prior and step budget (or, with
 --score, reads the given scene files), renders each scene from the held-out views and scores it
-with gsdi.world.evaluate: fidelity_kid and sharpness (the world critic: they see blur, noise, haze
+with gsdi.eval.evaluate: fidelity_kid and sharpness (the world critic: they see blur, noise, haze
 and missing parts), best-instance PSNR (rewards a blurry average: layout and colour only),
 silhouette IoU, front/back, haze, size, and the recognised share. Each prompt also gets the prior's
 own DDIM samples scored the same way (ddim_fidelity_kid, ddim_sharpness): the 2D reference.
@@ -27,14 +27,15 @@ import torch
 
 import gsdi
 from gsdi.config import GuidanceConfig
-from gsdi.export import image_grid, read_any, write_png
+from gsdi.formats import read_any
+from gsdi.media import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss, timestep
 from gsdi.guidance.ddim import sample_prior
 from gsdi.priors import TextCond, load_prior
 from gsdi.render import render
 from gsdi.world import parse
-from gsdi.world.critic import load_critic
-from gsdi.world.evaluate import AZIMUTHS, Yardstick, compare, eval_cameras, reference_objects, render_instances
+from gsdi.eval.critic import load_critic
+from gsdi.eval.evaluate import AZIMUTHS, Yardstick, compare, eval_cameras, reference_objects, render_instances
 
 METHODS = {  # name: guidance overrides
     "sds-random-t": {"guidance.method": "sds", "guidance.t_schedule": "random"},
@@ -62,7 +63,7 @@ def random_prompts(n: int, seed: int) -> list[str]:
 
 def recognised(recogniser, views: torch.Tensor, spec) -> dict:
     """Share of views [V, H, W, 3] named as the prompt's category (and colour, when it has one)."""
-    from gsdi.world.recogniser import recognise
+    from gsdi.eval.recogniser import recognise
 
     names = recognise(recogniser, views.cpu())
     category = [c == spec.category for c in names["category"]]
@@ -133,7 +134,7 @@ def main() -> None:
                         help="instead of --prompts, N prompts drawn at random (category and colour) with --prompt-seed: "
                              "prompts nobody chose, for held-out checks")
     parser.add_argument("--prompt-seed", type=int, default=0)
-    parser.add_argument("--no-recogniser", action="store_true", help="skip the recognised share (gsdi/world/recogniser.py)")
+    parser.add_argument("--no-recogniser", action="store_true", help="skip the recognised share (gsdi/eval/recogniser.py)")
     parser.add_argument("--preset", default="default")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--prior", default="embedded")
@@ -174,7 +175,7 @@ def main() -> None:
     device = resolve_device(args.device)
     recogniser = None
     if not args.no_recogniser:
-        from gsdi.world.recogniser import load_recogniser
+        from gsdi.eval.recogniser import load_recogniser
 
         recogniser = load_recogniser("cpu")
     prior = load_prior(args.prior, device)

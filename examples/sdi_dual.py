@@ -27,12 +27,12 @@ import torch
 
 from gsdi.cameras import orbit_cameras
 from gsdi.config import GuidanceConfig
-from gsdi.export import image_grid, write_png
+from gsdi.media import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss
 from gsdi.guidance.ddim import sample_prior, t_annealed
 from gsdi.priors import TextCond, load_prior
 from gsdi.world import pad_objects, parse, render_objects
-from gsdi.world.evaluate import reference_objects
+from gsdi.eval.evaluate import reference_objects
 
 PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",
            "an orange rocket", "a yellow duck", "a purple lamp", "a brown table"]

@@ -1,4 +1,4 @@
-"""Train the world critic (gsdi/world/critic.py) on clean and degraded world renders.
+"""Train the world critic (gsdi/eval/critic.py) on clean and degraded world renders.
 
     python examples/train_critic.py --device cuda --out gsdi/world
 
@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 from gsdi.cameras import VIEW_WORDS, sample_orbits
 from gsdi.world import CATEGORIES, PALETTE, pad_objects, render_objects
-from gsdi.world.critic import Critic, quality_loss, training_batch
+from gsdi.eval.critic import Critic, quality_loss, training_batch
 from gsdi.world.objects import build_object, without_part
-from gsdi.world.training import fit, save_weights, training_arguments
+from gsdi.eval.training import fit, save_weights, training_arguments
 
 
 def part_pool(n: int, seed: int, size: int, device: str, batch: int = 1024) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gsdi.export import image_grid, write_png
+from gsdi.media import image_grid, write_png
 from gsdi.guidance.ddim import sample_prior
 from gsdi.priors import TextCond
 from gsdi.priors.embedded import EmbeddedPrior

@@ -1,4 +1,4 @@
-"""Train the world recogniser (gsdi/world/recogniser.py) on world renders and measure it on held-out ones.
+"""Train the world recogniser (gsdi/eval/recogniser.py) on world renders and measure it on held-out ones.
 
     python examples/train_recogniser.py --device cuda --out gsdi/world
 
@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from gsdi.world import render_pool
-from gsdi.world.recogniser import Recogniser, degrade
-from gsdi.world.training import fit, save_weights, training_arguments
+from gsdi.eval.recogniser import Recogniser, degrade
+from gsdi.eval.training import fit, save_weights, training_arguments
 
 
 def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, batch: int = 1024) -> dict[str, float]:

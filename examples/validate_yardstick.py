@@ -6,7 +6,7 @@ For one prompt per category, held-out instances of the prompt (seeds the referen
 training never used) are rendered from the eval views, then degraded: Gaussian blur, additive noise,
 speckle (random opaque dots), haze (a blend towards white), the category's part removed
 (gsdi.world.objects.PARTS). Each set of 16 views gets `fidelity_kid` (against the prompt's
-reference instances) and `sharpness` from gsdi.world.evaluate.Yardstick. The table says whether each
+reference instances) and `sharpness` from gsdi.eval.evaluate.Yardstick. The table says whether each
 degradation makes both strictly worse, monotonically in its strength. The prior's DDIM samples of the
 same prompts are scored on the same scale: the reference (x0 prediction where the schedule's noise is
 3x the grain) and plain DDIM to the clean image (with the training grain). Writes validation.json,
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from gsdi.export import image_grid, write_png
-from gsdi.world import degrade, parse
-from gsdi.world.critic import load_critic
-from gsdi.world.evaluate import DENOISE_RATIO, Yardstick, eval_cameras, render_instances, reference_objects
+from gsdi.media import image_grid, write_png
+from gsdi.eval import degrade
+from gsdi.world import parse
+from gsdi.eval.critic import load_critic
+from gsdi.eval.evaluate import DENOISE_RATIO, Yardstick, eval_cameras, render_instances, reference_objects
 from gsdi.world.objects import without_part
 
 PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",

@@ -12,6 +12,6 @@ from gsdi.version import __version__  # noqa: E402
 # These modules import torch and friends only inside their functions.
 from gsdi.config import GenerateConfig, make_config  # noqa: E402
 from gsdi.errors import GsdiError  # noqa: E402
-from gsdi.generate import generate  # noqa: E402  (binds the function over the submodule's name)
+from gsdi.run import generate  # noqa: E402
 
 __all__ = ["GsdiError", "generate", "GenerateConfig", "make_config", "__version__"]

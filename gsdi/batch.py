@@ -169,7 +169,7 @@ def _bind_device(dist: Distributed, device: str) -> str | None:
 
 def _run_job(job: Job, config: GenerateConfig, folder: Path, priors: dict, progress: bool) -> dict[str, Any]:
     from gsdi.device import resolve_device
-    from gsdi.generate import run
+    from gsdi.run import run
     from gsdi.outputs import prepare_output_dir, write_json
     from gsdi.priors import load_prior
 

@@ -123,7 +123,7 @@ def eval_orbits(
 ) -> Cameras:
     """n fixed cameras at evenly spaced azimuths starting from the front, all at one elevation: the ring
     of previews, turntables and the views meshes are fused from (the world's held-out views, at two
-    elevations, are gsdi.world.evaluate.eval_cameras)."""
+    elevations, are gsdi.eval.evaluate.eval_cameras)."""
     azimuth = torch.arange(n, dtype=torch.float32) * (360.0 / n)
     full = lambda value: torch.full((n,), float(value))  # noqa: E731
     return orbit_cameras(azimuth, full(elevation), full(distance), full(fov), width, height)

@@ -62,7 +62,7 @@ def generate(
 
     Ctrl-C saves a checkpoint and the current scene.ply; `gsdi generate --resume DIR` continues it.
     """
-    from gsdi.generate import generate as run_generate
+    from gsdi.run import generate as run_generate
 
     on_log = None
     if view:
@@ -86,7 +86,7 @@ def generate(
     typer.echo(f"wrote {result.ply} ({result.num_gaussians} Gaussians, {result.ms_per_step:.0f} ms/step) "
                f"and {result.preview}")
     if view:
-        from gsdi.export import read_ply
+        from gsdi.formats import read_ply
 
         show(server, read_ply(result.ply))
         typer.echo(f"the finished scene stays at http://127.0.0.1:{port}; Ctrl-C to quit")
@@ -115,7 +115,7 @@ def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard o
     """
     import torch
 
-    from gsdi.export import read_any
+    from gsdi.formats import read_any
     from gsdi.scene import sh0_to_rgb, sh_degree_of
 
     p = read_any(scene)
@@ -149,7 +149,7 @@ def export(
     Splat formats keep gsdi's axes (-Y up, front +Z, as INRIA/COLMAP captures); mesh formats are
     written +Y up, as glTF requires and mesh tools assume. --y-up / --y-down override either.
     """
-    from gsdi.export import read_any, write_compressed_ply, write_ply, write_splat
+    from gsdi.formats import read_any, write_compressed_ply, write_ply, write_splat
 
     if format not in FORMATS:
         raise GsdiError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
@@ -159,7 +159,7 @@ def export(
         y_up = format.startswith("mesh-")
     params = read_any(scene)
     if sh_degree is not None:
-        from gsdi.export import pad_sh
+        from gsdi.formats import pad_sh
 
         params = pad_sh(params, sh_degree)
     target = out or default_export_path(scene, format, sh_degree)
@@ -169,7 +169,7 @@ def export(
         raise GsdiError(f"{target} exists; pass --force to overwrite it")
     note = ""
     if y_up:
-        from gsdi.export import flip_y_up
+        from gsdi.formats import flip_y_up
 
         params = flip_y_up(params)
     if clean:
@@ -217,9 +217,10 @@ def render(
 
     The views are framed to the scene's bounds, the same for every view.
     """
-    from gsdi.export import image_grid, read_any, write_png
+    from gsdi.formats import read_any
+    from gsdi.media import image_grid, write_png
     from gsdi.device import resolve_device
-    from gsdi.turntable import MP4_HINT, render_orbit, write_turntable
+    from gsdi.media import MP4_HINT, render_orbit, write_turntable
 
     if turntable is None and grid is None:
         raise GsdiError("say what to write: --turntable out.mp4 and/or --grid views.png")
@@ -242,7 +243,7 @@ def view(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: your network)."),
 ) -> None:
     """Open a splat scene in the browser (viser). Ctrl-C stops the viewer."""
-    from gsdi.export import read_any
+    from gsdi.formats import read_any
     from gsdi.viewer import show, start_server
 
     params = read_any(scene)
@@ -294,7 +295,7 @@ def batch(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user mistakes print one line and exit 2; an interrupted generation exits
     128 + signal after saving; anything unexpected exits 1 with the traceback written to a log file."""
-    from gsdi.generate import Interrupted
+    from gsdi.run import Interrupted
 
     try:
         code = app(args=argv, standalone_mode=False)

@@ -3,7 +3,7 @@
 Read `Generation.advance` top to bottom for one step: sample cameras -> render -> encode -> pick t ->
 guidance loss (+ the late opacity penalty) -> backward -> (skip if not finite) -> optimizer step ->
 densify and remove faint Gaussians -> (log). Each line calls a module that does one job. The loop
-around the steps, checkpoints and outputs are gsdi/generate.py's; `state_dict` / `load_state_dict`
+around the steps, checkpoints and outputs are gsdi/run.py's; `state_dict` / `load_state_dict`
 are what a checkpoint holds (gsdi/checkpoint.py writes and reads the file).
 """
 
@@ -193,7 +193,7 @@ class Generation:
     def preview_views(self, size: int | None = None) -> torch.Tensor:
         """[V, S, S, 3] renders around the scene, framed to its bounds (what preview.png shows); S: the
         training render size unless given."""
-        from gsdi.turntable import render_orbit
+        from gsdi.media import render_orbit
 
         cam = self.config.camera
         return render_orbit(dict(self.params.items()), cam.eval_views, size or self.size, cam.eval_elevation,

@@ -12,7 +12,7 @@ import torch
 
 from gsdi.cli import main
 from gsdi.config import GenerateConfig
-from gsdi.export import read_ply
+from gsdi.formats import read_ply
 
 
 def run_main(argv, capsys):

@@ -71,7 +71,7 @@ def test_clean_removes_faint_gaussians_after_densification_and_at_the_end():
 def test_a_generation_ends_without_faint_gaussians(tmp_path):
     """The haze: no Gaussian fainter than densify.clean_opa is left in the written scene."""
     import gsdi
-    from gsdi.export import read_ply
+    from gsdi.formats import read_ply
 
     result = gsdi.generate("a red castle", out=tmp_path / "castle", steps=12, progress=False, device="cpu", turntable_frames=0,
                            **{"densify.clean_opa": 0.095, "scene.num_points": 300})

@@ -9,7 +9,7 @@ import torch
 
 from gsdi.config import GuidanceConfig
 from gsdi.errors import GsdiError
-from gsdi.export import read_ply
+from gsdi.formats import read_ply
 from gsdi.guidance import Rng, guidance_loss
 from gsdi.priors import Prior, load_prior, text_cond
 from gsdi.priors.embedded import CONFIG_FILE, WEIGHTS_FILE, EmbeddedPrior

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gsdi.export import write_ply, write_splat
+from gsdi.formats import write_ply, write_splat
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gsdi.world import degrade, parse
-from gsdi.world.critic import load_critic, training_batch
-from gsdi.world.evaluate import Yardstick, compare, ddim_reference, eval_cameras, kid, reference_objects, render_instances
+from gsdi.eval import degrade
+from gsdi.world import parse
+from gsdi.eval.critic import load_critic, training_batch
+from gsdi.eval.evaluate import Yardstick, compare, ddim_reference, eval_cameras, kid, reference_objects, render_instances
 from gsdi.world.objects import PARTS, build_object, without_part
 
 HELD_OUT = 50_000  # as examples/validate_yardstick.py

@@ -6,7 +6,8 @@ import torch
 
 from gsdi.config import SceneConfig
 from gsdi.errors import GsdiError
-from gsdi.export import image_grid, read_ply, write_ply
+from gsdi.formats import read_ply, write_ply
+from gsdi.media import image_grid
 from gsdi.scene import init_params
 
 

@@ -44,7 +44,7 @@ def small_scene(n: int = 64) -> dict:
 
 
 def test_export_without_out_never_targets_the_input(tmp_path, capsys):
-    from gsdi.export import read_ply, write_ply
+    from gsdi.formats import read_ply, write_ply
 
     scene = tmp_path / "scene.ply"
     write_ply(scene, small_scene())
@@ -123,7 +123,7 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
 
 def test_previews_are_framed_to_the_scene():
     """A small object off the origin fills most of the tile in every view."""
-    from gsdi.turntable import render_orbit
+    from gsdi.media import render_orbit
 
     scene = small_scene(400)
     scene["means"] = 0.05 * scene["means"] + torch.tensor([0.3, 0.1, -0.2])  # ~0.1 across, off centre
@@ -168,7 +168,7 @@ def test_missing_extras_name_the_readme_install(monkeypatch):
 
 def test_turntable_without_ffmpeg_says_it_wrote_a_gif(tmp_path, capsys, monkeypatch):
     from gsdi import turntable
-    from gsdi.export import write_ply
+    from gsdi.formats import write_ply
 
     write_ply(tmp_path / "scene.ply", small_scene())
     monkeypatch.setattr(turntable, "has_mp4", lambda: False)

@@ -122,7 +122,7 @@ def test_help_reads_at_80_columns(command):
 def test_render_grid_defaults_to_the_preview_views(tmp_path, capsys):
     import torch
 
-    from gsdi.export import write_ply
+    from gsdi.formats import write_ply
 
     n = 50
     write_ply(tmp_path / "s.ply", {"means": torch.randn(n, 3) * 0.2, "scales": torch.full((n, 3), -3.0),
@@ -152,7 +152,7 @@ def test_a_missing_system_library_for_open3d_is_named(monkeypatch):
 
 def test_a_cpu_run_announces_the_measured_duration_of_its_preset():
     from gsdi.config import CPU_SECONDS, PRESETS, make_config
-    from gsdi.generate import expected_cpu_time
+    from gsdi.run import expected_cpu_time
 
     text = expected_cpu_time(make_config("a red castle", "long"))
     assert f"about {CPU_SECONDS[('long', 'sds')] / 60:.0f} min on 2 cores" in text and len(text) <= 80, text

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gsdi.cli import main
 from gsdi.errors import GsdiError
-from gsdi.export import read_any, read_compressed_ply, read_ply, read_splat, write_compressed_ply, write_ply, write_splat
+from gsdi.formats import read_any, read_compressed_ply, read_ply, read_splat, write_compressed_ply, write_ply, write_splat
 from gsdi.kernels.projection import SH_C0
 
 
@@ -213,7 +213,7 @@ def test_export_cli_converts_and_refuses_overwrite(tmp_path, capsys):
 def test_flip_y_up_renders_the_same_from_the_flipped_cameras():
     """Rotating the scene and the cameras together changes no pixel (SH degree 3 included)."""
     from gsdi.cameras import sample_orbits
-    from gsdi.export import flip_y_up
+    from gsdi.formats import flip_y_up
     from gsdi.kernels import rasterization
     from gsdi.scene import activated
 

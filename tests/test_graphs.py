@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gsdi
-from gsdi.export import read_ply
+from gsdi.formats import read_ply
 from gsdi.priors import load_prior, text_cond
 
 

@@ -40,7 +40,7 @@ def sha256(path: Path) -> str:
 def golden_generation(out: Path, interrupt_at: int | None = None) -> Path:
     """GOLDEN_RUN into `out`; with interrupt_at, SIGINT arrives at that logged step and the run is resumed."""
     import gsdi
-    from gsdi.generate import Interrupted
+    from gsdi.run import Interrupted
 
     def on_log(gen):
         if gen.step == interrupt_at:
@@ -61,8 +61,8 @@ def golden_generation(out: Path, interrupt_at: int | None = None) -> Path:
 
 def render_psnr(a: Path, b: Path) -> float:
     """PSNR (dB) between two scene files rendered from the same GOLDEN_VIEWS."""
-    from gsdi.export import read_ply
-    from gsdi.turntable import render_orbit
+    from gsdi.formats import read_ply
+    from gsdi.media import render_orbit
 
     views = [render_orbit(read_ply(path), **GOLDEN_VIEWS) for path in (a, b)]
     mse = (views[0] - views[1]).pow(2).mean().clamp_min(1e-20)
@@ -71,7 +71,7 @@ def render_psnr(a: Path, b: Path) -> float:
 
 @pytest.mark.skipif(torch.__version__ != GOLDEN_TORCH, reason=f"the golden scene was made with torch {GOLDEN_TORCH}")
 def test_a_fixed_seed_cpu_generation_its_resume_and_the_golden_scene_agree(tmp_path):
-    from gsdi.export import read_ply
+    from gsdi.formats import read_ply
 
     full = golden_generation(tmp_path / "full")
     resumed = golden_generation(tmp_path / "resumed", interrupt_at=10)
@@ -121,14 +121,14 @@ def module_imports() -> dict[str, set[str]]:
                 if node.level:
                     base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
                 found.add(base)
-                found.update(f"{base}.{a.name}" for a in node.names)  # `from gsdi import generate` names a module
+                found.update(f"{base}.{a.name}" for a in node.names)  # `from gsdi import run` names a module
         graph[name] = {m for m in found if m in files and m != name}
     return graph
 
 
 def test_no_import_cycles_among_the_package_modules():
     graph = module_imports()
-    assert "gsdi.generate" in graph and "gsdi.kernels.rasterize" in graph
+    assert "gsdi.run" in graph and "gsdi.kernels.rasterize" in graph
     cycles, state = [], {}
 
     def visit(node, path):

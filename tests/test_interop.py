@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from gsdi.cli import main
-from gsdi.export import pad_sh, read_ply, write_compressed_ply, write_ply, write_splat
+from gsdi.formats import pad_sh, read_ply, write_compressed_ply, write_ply, write_splat
 from gsdi.kernels.projection import SH_C0
 
 SPLAT_TRANSFORM = shutil.which("splat-transform")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gsdi.cli import main
-from gsdi.export import read_ply, write_ply
+from gsdi.formats import read_ply, write_ply
 
 pytestmark = pytest.mark.mesh
 

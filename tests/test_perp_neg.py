@@ -63,7 +63,7 @@ def test_cfg_noise_batches_negatives_after_uncond_and_cond():
 
 def test_a_generation_with_perp_neg_runs_on_the_embedded_prior(tmp_path):
     import gsdi
-    from gsdi.export import read_ply
+    from gsdi.formats import read_ply
 
     common = dict(steps=3, progress=False, device="cpu", turntable_frames=0)
     plain = gsdi.generate("a red castle", out=tmp_path / "plain", **common)

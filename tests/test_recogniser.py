@@ -6,7 +6,7 @@ import torch
 
 from gsdi.cameras import sample_orbits
 from gsdi.world import CATEGORIES, PALETTE, pad_objects, render_objects, sample_object
-from gsdi.world.recogniser import SIDES, degrade, load_recogniser, recognise
+from gsdi.eval.recogniser import SIDES, degrade, load_recogniser, recognise
 
 
 def test_recogniser_names_held_out_world_renders():

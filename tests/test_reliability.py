@@ -17,7 +17,7 @@ import torch
 
 from gsdi.checkpoint import read_checkpoint
 from gsdi.cli import main
-from gsdi.export import read_ply
+from gsdi.formats import read_ply
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, float]]:
@@ -102,9 +102,7 @@ def test_sd_prompt_over_the_token_limit_is_refused(tiny_sd, tmp_path, capsys):
 
 
 def test_internal_error_exits_1_with_a_log(monkeypatch, tmp_path, capsys):
-    import importlib
-
-    module = importlib.import_module("gsdi.generate")  # the module, not the function gsdi.generate
+    import gsdi.run as module
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated bug")

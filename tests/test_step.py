@@ -35,7 +35,7 @@ def test_a_level_keeps_its_t_and_views_for_hold_steps():
 
 def test_a_run_interrupted_inside_a_level_resumes_to_the_same_bytes(tmp_path):
     import gsdi
-    from gsdi.generate import Interrupted
+    from gsdi.run import Interrupted
 
     def on_log(gen):
         if gen.step == 7:  # inside the second level

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from gsdi.export import write_ply
+from gsdi.formats import write_ply
 from gsdi.viewer import splat_arrays
 
 

@@ -214,7 +214,7 @@ CATEGORIES: dict[str, Callable[[Builder, tuple], None]] = {
 
 
 # The part the quality yardstick removes from each category to check that it sees missing parts
-# (gsdi/world/evaluate.py): the one that makes the object what it is, large enough to see at 64 px.
+# (gsdi/eval/evaluate.py): the one that makes the object what it is, large enough to see at 64 px.
 PARTS = {"castle": "towers", "house": "roof", "tree": "trunk", "snowman": "hat", "mushroom": "stem",
          "car": "wheels", "rocket": "fins", "duck": "head", "lamp": "pole", "table": "legs"}
 

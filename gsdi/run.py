@@ -145,7 +145,7 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
     import torch
 
     from gsdi.checkpoint import write_checkpoint
-    from gsdi.export import write_ply
+    from gsdi.formats import write_ply
     from gsdi.step import Generation, NonFiniteError
 
     gen = gen or Generation(config, prior=prior)
@@ -191,7 +191,8 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
     """scene.ply, preview.png, turntable.mp4 (or .gif) and metrics.json of a finished generation."""
     import torch
 
-    from gsdi.export import image_grid, write_ply, write_png
+    from gsdi.formats import write_ply
+    from gsdi.media import image_grid, write_png
 
     config = gen.config
     peak = torch.cuda.max_memory_allocated(gen.device) / 2**20 if gen.device.type == "cuda" else None
@@ -199,7 +200,7 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
     write_png(out / PREVIEW, image_grid(gen.preview_views(config.render.preview_size), 4))
     turntable = None
     if config.turntable_frames > 0:
-        from gsdi.turntable import write_turntable
+        from gsdi.media import write_turntable
 
         turntable = write_turntable(dict(gen.params.items()), out / TURNTABLE, frames=config.turntable_frames,
                                     size=config.render.preview_size, elevation=config.camera.eval_elevation,

@@ -1,14 +1,14 @@
 """The world critic: a small CNN that sees blur, noise, speckle, haze and missing parts.
 
 The world's analogue of what CLIP-IQA ("a sharp photo" vs "a blurry photo") and an Inception feature
-space are for text-to-3D papers. Unlike the recogniser (gsdi/world/recogniser.py), which is trained to
+space are for text-to-3D papers. Unlike the recogniser (gsdi/eval/recogniser.py), which is trained to
 ignore degradations, the critic is trained on *clean* world renders and degraded copies of them:
 - a **quality** head, read as the probability that a view is a sharp, whole world render: its
   target is 1 for a clean render and falls with the strength of each degradation (QUALITY_SCALES:
   exp(-strength / scale), multiplied when several are applied; a removed part counts by the share
   of pixels it changes);
 - category, colour and side heads on every image, so that its features also tell objects apart.
-Its 256 penultimate features are the space of the yardstick's KID (gsdi/world/evaluate.py).
+Its 256 penultimate features are the space of the yardstick's KID (gsdi/eval/evaluate.py).
 Trained by examples/train_critic.py; weights beside this file (`critic.safetensors`, its held-out
 figures in `critic.json`).
 """
@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gsdi.world import degrade
+from gsdi.eval import degrade
 from gsdi.world.objects import CATEGORIES, PALETTE
-from gsdi.world.recogniser import SIDES, SIZE, conv_trunk
+from gsdi.eval.recogniser import SIDES, SIZE, conv_trunk
 
 WEIGHTS = Path(__file__).parent / "critic.safetensors"
 
@@ -58,7 +58,7 @@ class Critic(nn.Module):
 
 def load_critic(device: torch.device | str = "cpu") -> Critic:
     """The shipped, trained critic (eval mode, no grad)."""
-    from gsdi.world.training import load_weights
+    from gsdi.eval.training import load_weights
 
     return load_weights(WEIGHTS.parent, WEIGHTS.stem, lambda card: Critic(card.get("width", 32), card.get("feature_rms", 1.0)),
                         "examples/train_critic.py", device)

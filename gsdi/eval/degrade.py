@@ -1,6 +1,6 @@
 """Image degradations the quality yardstick must see: blur, noise, speckle and haze.
 
-All take and return images [B, 3, H, W] in [0, 1]. They are what the critic (gsdi/world/critic.py)
+All take and return images [B, 3, H, W] in [0, 1]. They are what the critic (gsdi/eval/critic.py)
 learns to grade and what the yardstick's validation (examples/validate_yardstick.py) applies to
 held-out world renders; a removed part is a change of the object, not of the image
 (gsdi.world.objects.without_part).

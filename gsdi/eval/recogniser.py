@@ -56,7 +56,7 @@ class Recogniser(nn.Module):
 
 def load_recogniser(device: torch.device | str = "cpu") -> Recogniser:
     """The shipped, trained recogniser (eval mode, no grad)."""
-    from gsdi.world.training import load_weights
+    from gsdi.eval.training import load_weights
 
     return load_weights(WEIGHTS.parent, WEIGHTS.stem, lambda card: Recogniser(card.get("width", 32)),
                         "examples/train_recogniser.py", device)

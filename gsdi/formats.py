@@ -1,4 +1,5 @@
-"""Standard 3DGS .ply files (the INRIA layout every splat viewer reads) and preview images.
+"""The splat file formats: standard 3DGS .ply (the INRIA layout every splat viewer reads), .splat and
+PlayCanvas's compressed .ply, written and read back safely.
 
 Per vertex, float32: x y z, nx ny nz (zeros), f_dc_0..2, f_rest_* (SH bands above 0, channel-major
 as INRIA writes them), opacity (logit), scale_0..2 (log), rot_0..3 (quaternion wxyz). Axes as in
@@ -312,19 +313,3 @@ def read_any(path: str | Path) -> dict[str, Tensor]:
     if b"element chunk" in head.split(b"end_header")[0]:
         return read_compressed_ply(path)
     return read_ply(path)
-
-
-def image_grid(images: Tensor, columns: int) -> np.ndarray:
-    """[C, H, W, 3] in [0, 1] -> one uint8 image [rows*H, columns*W, 3] (row-major, white filler)."""
-    C, H, W, _ = images.shape
-    rows = math.ceil(C / columns)
-    grid = torch.ones(rows * columns, H, W, 3)
-    grid[:C] = images.detach().float().cpu().clamp(0, 1)
-    grid = grid.reshape(rows, columns, H, W, 3).permute(0, 2, 1, 3, 4).reshape(rows * H, columns * W, 3)
-    return (grid * 255).round().to(torch.uint8).numpy()
-
-
-def write_png(path: str | Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(image).save(str(path))

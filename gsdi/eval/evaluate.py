@@ -4,7 +4,7 @@ For a prompt, world instances of it (fixed seeds) are rendered from held-out vie
 8 azimuths x 2 elevations, not the training orbits), and so is the generated scene. Per scene:
 - `fidelity_kid`: the kernel inception distance (KID, unbiased; torchmetrics) between the scene's
   views and REFERENCE_INSTANCES instances' renders from the same views, in the features of the
-  world critic (gsdi/world/critic.py), which is trained to see blur, noise, speckle, haze and
+  world critic (gsdi/eval/critic.py), which is trained to see blur, noise, speckle, haze and
   removed parts. Lower is better; 0 is the world itself.
 - `sharpness`: the critic's mean probability that a view is a sharp, whole world render (the
   world's CLIP-IQA "sharp photo" vs "blurry photo"). Higher is better.
@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gsdi.cameras import Cameras, orbit_cameras, sample_orbits
-from gsdi.world.critic import Critic
-from gsdi.world.recogniser import to_input
+from gsdi.eval.critic import Critic
+from gsdi.eval.recogniser import to_input
 from gsdi.world.language import Prompt
 from gsdi.world.objects import sample_object
 from gsdi.world.render import pad_objects, render_objects

@@ -1,4 +1,6 @@
-"""Turntables and view grids of a splat scene, on CPU (gsdi.kernels) or GPU (gsplat).
+"""Pictures of a splat scene: views around it framed to its bounds (`render_orbit`, which the preview,
+the turntable and `gsdi render` share), turntables, image grids and PNG files; on CPU (gsdi.kernels)
+or GPU (gsplat).
 
 `write_turntable(params, "out.mp4")` renders N frames around the object and writes an mp4 through
 imageio-ffmpeg, or a gif (imageio's pillow writer) when the name says .gif or ffmpeg is missing.
@@ -6,8 +8,10 @@ imageio-ffmpeg, or a gif (imageio's pillow writer) when the name says .gif or ff
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,7 +26,6 @@ def framing(params: dict[str, Tensor], fov: float) -> tuple[Tensor, float]:
     """Centre [3] and camera distance that frame a scene: the middle of its visible Gaussians'
     1st-99th percentile bounds, and the distance at which the sphere around it holding 99% of them
     (each with 2 sigma of its largest scale) fills FILL of a `fov`-degree view. The same for every view."""
-    import math
 
     means = params["means"].detach().float()
     visible = torch.sigmoid(params["opacities"].detach().float().reshape(-1)) > 0.1
@@ -87,3 +90,19 @@ def has_mp4() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("imageio_ffmpeg") is not None
+
+
+def image_grid(images: Tensor, columns: int) -> np.ndarray:
+    """[C, H, W, 3] in [0, 1] -> one uint8 image [rows*H, columns*W, 3] (row-major, white filler)."""
+    C, H, W, _ = images.shape
+    rows = math.ceil(C / columns)
+    grid = torch.ones(rows * columns, H, W, 3)
+    grid[:C] = images.detach().float().cpu().clamp(0, 1)
+    grid = grid.reshape(rows, columns, H, W, 3).permute(0, 2, 1, 3, 4).reshape(rows * H, columns * W, 3)
+    return (grid * 255).round().to(torch.uint8).numpy()
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(str(path))
