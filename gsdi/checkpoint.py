@@ -36,7 +36,8 @@ def write_checkpoint(folder: Path, tensors: dict[str, Any], meta: dict[str, Any]
 
 
 def read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(metadata, tensors on CPU) of folder's checkpoint; GsdiError if missing or damaged."""
+    """(tensors on CPU, meta) of folder's checkpoint, the halves in write_checkpoint's order; GsdiError
+    if missing or damaged."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(folder) / CHECKPOINT
@@ -52,4 +53,4 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                         "start again without --resume") from None
     if meta.get("format") != FORMAT:
         raise GsdiError(f"{path} is not a gsdi checkpoint of a format this version reads ({FORMAT})")
-    return meta, tensors
+    return tensors, meta

@@ -42,7 +42,7 @@ def generate(
     guidance: str = typer.Option("auto", help="sdi (noise from DDIM inversion of the render), sds (random noise) or auto: sds with annealed t on the embedded prior (it beats sdi there, at equal steps and at equal time), sdi on Stable Diffusion (README, Guidance)."),
     prior: Optional[str] = typer.Option(None, help="embedded (default: gsdi's small world model, offline), a Stable Diffusion hub id or a local diffusers folder."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: from the preset)."),
-    seed: int = typer.Option(0, help="Random seed. The same seed and settings give the same result on the same machine with the same CPU thread count or GPU (floating-point sums differ between thread counts and processors); config.json records cpu_threads: pin it with --set cpu_threads=N or OMP_NUM_THREADS=N."),
+    seed: int = typer.Option(0, help="Random seed. The same seed and settings give the same result on the same machine with the same CPU thread count or GPU (floating-point sums differ between thread counts and processors); metrics.json records the thread count used: pin it with --set cpu_threads=N or OMP_NUM_THREADS=N."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
     preset: str = typer.Option("auto", help="auto (default for the embedded prior, stable-diffusion for a Stable Diffusion prior), default (1000 steps with the embedded prior), preview (300 steps, renders at 256²), long (1500 steps) or stable-diffusion (the paper's SDI settings, 1200 steps); README, Presets."),
     negative: str = typer.Option("", help="Negative prompt (classifier-free guidance)."),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gsdi.errors import GsdiError
+from gsdi.presets import PRESETS
 
 DEFAULT_PRIOR = "embedded"  # shipped in the package; works offline (gsdi/priors/embedded/MODEL_CARD.md)
 
@@ -78,29 +79,34 @@ class GuidanceConfig:
     # without Perp-Neg (standard s + 1) and the standard form with it (standard_scale below)
     cfg_form: Literal["standard", "reference"] = "standard"
     # The timestep SDI's sample inverted to t' = t + delta is predicted at: scheduled (t, the reference
-    # code's labelling, which the stable-diffusion recipe uses) or inverted (t'). On the embedded prior
-    # t shrinks objects to about half their size, t' overgrows them less (docs/research-log.md, 2026-12-02)
+    # code's labelling, which the stable-diffusion recipe uses) or inverted (t', measured better on the
+    # embedded prior: research log, 2026-12-02 later)
     prediction_timestep: Literal["scheduled", "inverted"] = "inverted"
     t_schedule: Literal["auto", "anneal", "random"] = "auto"  # auto: anneal for SDI, random for SDS
     p_min: float = 0.25
     p_max: float = 0.98
-    inversion_steps: int = 5  # K: grid points of the DDIM inversion (5 scored like 10 at 3.6 rather than 5.7 UNet calls a step)
-    # The paper inverts from the clean render with CFG -7.5 and eta 0.3; on the world prior that
-    # gives noise, not objects. gsdi's defaults, measured in docs/research-log.md: invert with the
-    # conditional prediction (CFG 1), deterministically (eta 0), from the render noised with fresh
-    # noise to t0 = inversion_start; at t' <= t0 the noise is SDS's. inversion_start 0 is the paper's
-    # clean start.
+    inversion_steps: int = 5  # K: grid points of the DDIM inversion (research log, 2026-11-26)
+    # The embedded prior's inversion (research log, 2026-11-26): the conditional prediction (CFG 1), eta 0,
+    # from the render noised with fresh noise to t0 = inversion_start (at t' <= t0 the noise is SDS's);
+    # inversion_start 0 is the paper's clean start, which turns that prior's renders into noise.
     inversion_cfg_scale: float = 1.0
     inversion_eta: float = 0.0
     inversion_start: int = 300
     # Steps a level lasts: its t, views and noise (drawn for SDS, inverted for SDI) are kept for that
-    # many steps while the render changes (the prediction is asked anew at each); 1: fresh every step.
-    # On exact-score worlds keeping the noise lets both methods keep detail that fresh noise at every
-    # small step averages away (docs/exact-study.md).
+    # many steps while the render changes (the prediction is asked anew at each); 1: fresh every step
+    # (docs/exact-study.md; in 3D on the embedded prior it hazes: research log, 2026-12-02 later).
     hold_steps: int = 1
     # Perp-Neg against the Janus problem (gsdi/priors/perp_neg.py): the other views' prompts as
     # perpendicular negatives; needs view-dependent prompts; the UNet batch grows from 2 to 4 per view.
     perp_neg: bool = False
+
+    @property
+    def resolved_t_schedule(self) -> str:
+        """t_schedule with "auto" resolved: annealed for SDI, random for SDS and ISM (make_config writes
+        the resolved value into the config, so config.json records it)."""
+        if self.t_schedule != "auto":
+            return self.t_schedule
+        return "anneal" if self.method == "sdi" else "random"
 
     def standard_scale(self, scale: float) -> float:
         """The scale in the standard form eps_u + s (eps_c - eps_u) that `scale` means under cfg_form:
@@ -119,9 +125,7 @@ class DensifyConfig:
     """
 
     enabled: bool = True
-    # 0.6 (grow the top 40% at each refinement; gsplat's own absolute threshold grows fewer): fidelity
-    # KID 0.29 vs 0.42 at 0.8 on 20 prompts, sharper, the same haze; 0.5 grew objects (area 1.13) and
-    # scored no better (docs/research-log.md, 2026-12-02).
+    # grow the top 40% at each refinement (research log, 2026-12-02)
     grow_quantile: float = 0.6
     grow_scale3d: float = 0.01  # relative to the scene scale (init_radius)
     prune_opa: float = 0.005
@@ -138,8 +142,7 @@ class DensifyConfig:
     # that the ones the prior does not need fade.
     clean_opa: float = 0.05
     clean_start: float = 0.7
-    # Off by default: over a 1000-step run it shrinks objects (area ratio 0.72 on six prompts) and
-    # costs their parts; without it fidelity KID 0.48 vs 0.94 at 1% haze (docs/research-log.md).
+    # Off by default: over a 1000-step run it shrinks objects and costs their parts (research log, 2026-12-01)
     opacity_l1: float = 0.0
 
 
@@ -157,7 +160,8 @@ class GenerateConfig:
     checkpoint_every: int = 250  # steps between checkpoints (0: only at the end and on Ctrl-C/SIGTERM)
     cuda_graphs: bool = True  # replay the no-grad UNet calls from captured CUDA graphs (CUDA only)
     # CPU threads; 0: chosen at the start from the cores that other work leaves free (OMP_NUM_THREADS,
-    # when set, is used instead); config.json records the number used, and --resume uses it again.
+    # when set, is used instead); metrics.json and the checkpoint record the number used, and --resume
+    # uses it again.
     cpu_threads: int = 0
     scene: SceneConfig = field(default_factory=SceneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -174,57 +178,6 @@ class GenerateConfig:
         return _from_dict(cls, data)
 
 
-# Presets are overrides in the dotted form `make_config` takes, on top of the dataclass defaults, which
-# are the `default` preset: what `gsdi generate` runs. The default was chosen with the world critic's
-# fidelity KID and sharpness (docs/eval/eval.md; docs/research-log.md, 2026-12-01 and 2026-12-02),
-# which see blur and missing parts: SDS with t annealed 980 -> 250 over 1000 steps, no late opacity
-# penalty, 2048 points densified from step 50 (the top 40% of image-space gradients grown at each
-# refinement) to at most 20k. Over 20 prompts on one H200 it scored a fidelity KID of 0.29 and a
-# sharpness of 0.76 (the prior's own DDIM samples 0.51 and 0.53; the old 250-step default 0.94 and
-# 0.40, which best-instance PSNR had chosen because it rewards a blurry average). `preview` is 300
-# steps (40 s on 2 CPU cores, where 400 steps took 57-64 s: too close to a minute) at 256^2 renders,
-# which only Stable Diffusion notices (the embedded prior sees 64^2 either way). `long` is the
-# 1500-step recipe the 3DGS peers run on Stable Diffusion (unmeasured there).
-# Stable Diffusion's recipe: what `gsdi generate --prior <SD>` runs when no preset is named. It cannot
-# be measured here (no SD weights can be downloaded on gsdi's test machines), so each value comes from
-# the SDI paper's official 3D configuration or the 3DGS peers, as its comment says.
-STABLE_DIFFUSION: dict[str, Any] = {
-    "guidance.method": "sdi",  # the paper's method
-    "guidance.inversion_start": 0,  # SDI's official code: DDIM inversion from the clean render
-    "guidance.inversion_cfg_scale": -7.5,  # its 3D config: the inversion leans away from the prompt
-    "guidance.inversion_eta": 0.3,  # its 3D config: stochastic inversion
-    "guidance.inversion_steps": 10,  # its 3D config: K = 10 grid points
-    "guidance.t_schedule": "anneal",  # its 3D config: t falls linearly ...
-    "guidance.p_max": 0.98,  # ... from 980 ...
-    "guidance.p_min": 0.25,  # ... to 250
-    "guidance.cfg_scale": 7.5,  # its 3D config ...
-    "guidance.cfg_form": "reference",  # ... in its code's form (standard with Perp-Neg, eps_c + s (eps_c - eps_u) without)
-    "guidance.prediction_timestep": "scheduled",  # its code: the sample inverted to t' is predicted at t
-    "guidance.perp_neg": True,  # its 3D config, against the Janus problem
-    "steps": 1200,  # 3DGS peers: DreamGaussian 500, GaussianDreamer 1200, LucidDreamer and threestudio's 3DGS 5000
-    "render.max_resolution": 512,  # SD 2.1 base's native size, as the paper renders
-    "scene.num_points": 4096,  # gsdi's long preset; the peers start from 1k-100k points
-    "densify.refine_start_iter": 100,  # gsplat's DefaultStrategy and the peers: densify from step 100 (GaussianDreamer 300)
-    # gsdi's growth rule as it was before the embedded prior's 0.6 was measured (the top 20% grown at each
-    # refinement; the peers use gsplat's absolute gradient threshold); more growth at 512^2 and a 100k
-    # cap costs memory and time nobody measured here
-    "densify.grow_quantile": 0.8,
-    "densify.max_gaussians": 100_000,
-}
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "stable-diffusion": STABLE_DIFFUSION,
-    "preview": {"steps": 300, "render.max_resolution": 256},
-    "long": {"steps": 1500, "scene.num_points": 4096, "densify.refine_start_iter": 100, "densify.max_gaussians": 100_000},
-}
-
-
-# Wall seconds of `gsdi generate "a red castle" --preset P [--guidance sdi]` with the embedded prior on
-# 2 CPU cores (README, Presets), by (preset, guidance method): what a CPU run announces at its start.
-CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 40, ("default", "sds"): 125, ("default", "sdi"): 320,
-                                             ("long", "sds"): 347}
-
-
 def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> GenerateConfig:
     """Defaults, then the preset, then `overrides` (keys `steps` or dotted `guidance.method`). Preset
     "auto": `default` for the embedded prior, `stable-diffusion` for a Stable Diffusion prior.
@@ -239,8 +192,7 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
     config = GenerateConfig(prompt=prompt, preset=preset)
     recipe = PRESETS[preset]
     given.setdefault("guidance.method", recipe.get("guidance.method", "auto"))
-    # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the embedded prior, where it
-    # scored lower on PSNR and the recognised share (docs/research-log.md).
+    # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the embedded prior (README, Guidance)
     given.setdefault("guidance.perp_neg", recipe.get("guidance.perp_neg", not is_embedded_prior(given.get("prior", DEFAULT_PRIOR))))
     for key, value in {**recipe, **given}.items():
         _set(config, key, value)
@@ -251,17 +203,16 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
 
 def resolve_auto_method(config: GenerateConfig) -> None:
     """`--guidance auto`: SDI for Stable Diffusion; SDS with the annealed t schedule for the embedded
-    prior, where SDS beats SDI at the default recipe (docs/research-log.md, 2026-12-01, later: fidelity
-    KID 0.43 vs 0.62 at 1000 steps on ten prompts, 0.37 vs 0.59 on six random ones, and SDI behind at
-    equal wall time too; lower is better). config.json records the resolved method."""
-    if config.guidance.method != "auto":
-        return
-    if is_embedded_prior(config.prior):
-        config.guidance.method = "sds"
-        if config.guidance.t_schedule == "auto":
-            config.guidance.t_schedule = "anneal"
-    else:
-        config.guidance.method = "sdi"
+    prior, where SDS beats SDI (README, Guidance; research log). Then the "auto" t schedule. config.json
+    records both resolved."""
+    g = config.guidance
+    if g.method == "auto" and is_embedded_prior(config.prior):
+        g.method = "sds"
+        if g.t_schedule == "auto":
+            g.t_schedule = "anneal"
+    elif g.method == "auto":
+        g.method = "sdi"
+    g.t_schedule = g.resolved_t_schedule
 
 
 def is_embedded_prior(name: str) -> bool:

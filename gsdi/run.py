@@ -93,12 +93,12 @@ def resume_run(out: Path, progress: bool = True, on_log=None) -> GenerateResult:
     from gsdi.config import validate
     from gsdi.step import Generation
 
-    meta, tensors = read_checkpoint(out)
+    tensors, meta = read_checkpoint(out)
     config = GenerateConfig.from_dict(meta["config"])
     validate(config)
     if meta["step"] >= config.steps:
         raise GsdiError(f"the generation in {out} already finished its {config.steps} steps; nothing to resume")
-    gen = Generation(config)
+    gen = Generation(config, cpu_threads=meta.get("cpu_threads"))  # the thread count the run began with
     gen.load_state_dict(tensors, meta)
     return run(config, out, progress, gen=gen, on_log=on_log)
 
@@ -212,14 +212,16 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
         "renderer": gen.backend, "render_size": gen.size, "prior_image_size": gen.prior.image_size,
         "cuda_graphs": gen.prior.runner.graphs, "steps": config.steps, "seconds": gen.seconds,
         "ms_per_step": result.ms_per_step, "peak_memory_mb": peak, "num_gaussians": result.num_gaussians,
-        "skipped_steps": gen.skipped_steps, "turntable": turntable, "history": gen.history,
+        "skipped_steps": gen.skipped_steps, "cpu_threads": gen.cpu_threads, "turntable": turntable,
+        "history": gen.history,
     })
     return result
 
 
 def expected_cpu_time(config: GenerateConfig) -> str | None:
     """What this preset measured on 2 CPU cores (embedded prior, the preset's steps), or None."""
-    from gsdi.config import CPU_SECONDS, PRESETS, is_embedded_prior
+    from gsdi.config import is_embedded_prior
+    from gsdi.presets import CPU_SECONDS, PRESETS
 
     seconds = CPU_SECONDS.get((config.preset, config.guidance.method))
     if seconds is None or not is_embedded_prior(config.prior):

@@ -31,7 +31,7 @@ class Generation:
     reads values back from the device). `prior` may be passed in to share one between generations.
     """
 
-    def __init__(self, config: GenerateConfig, prior=None):
+    def __init__(self, config: GenerateConfig, prior=None, cpu_threads: int | None = None):
         from gsdi.cameras import VIEW_WORDS
         from gsdi.densify import Densifier
         from gsdi.guidance import Rng
@@ -41,11 +41,11 @@ class Generation:
 
         self.config = config
         self.device = resolve_device(config.device)
-        self.threads_note = None
+        self.threads_note, self.cpu_threads = None, cpu_threads or config.cpu_threads or None  # the config is not written
         if self.device.type == "cpu":
-            if config.cpu_threads == 0:
-                config.cpu_threads, self.threads_note = choose_cpu_threads()
-            torch.set_num_threads(config.cpu_threads)
+            if self.cpu_threads is None:
+                self.cpu_threads, self.threads_note = choose_cpu_threads()
+            torch.set_num_threads(self.cpu_threads)
         self.backend = resolve_backend(config.render.backend, self.device)
         self.rng = Rng.seeded(config.seed, self.device)
         torch.manual_seed(config.seed)  # gsplat's densification samples from torch's global generators
@@ -155,7 +155,7 @@ class Generation:
             tensors["rng.torch_cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {"step": self.step, "config": self.config.to_dict(), "densify_scalars": scalars,
                 "grow_grad2d": self.densifier.strategy.grow_grad2d, "skipped_steps": self.skipped_steps,
-                "history": self.history, "seconds": self.seconds,
+                "cpu_threads": self.cpu_threads, "history": self.history, "seconds": self.seconds,
                 "held": {k: self.held[k] for k in ("t", "t_noisy")} if self.held is not None else None}
         return tensors, meta
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from gsdi.config import PRESETS, GenerateConfig, make_config
+from gsdi.config import GenerateConfig, make_config
+from gsdi.presets import PRESETS
 from gsdi.errors import GsdiError
 
 
@@ -64,13 +65,15 @@ def test_auto_guidance_resolves_by_prior(tiny_sd):
     sd = make_config("a castle", prior=str(tiny_sd))
     assert sd.guidance.method == "sdi"
     explicit = make_config("a red castle", **{"guidance.method": "sdi"})
-    assert explicit.guidance.method == "sdi" and explicit.guidance.t_schedule == "auto"
+    assert explicit.guidance.method == "sdi" and explicit.guidance.t_schedule == "anneal"
+    # the "auto" t schedule is resolved once, in the config, and config.json records what ran
+    assert make_config("a red castle", **{"guidance.method": "sds"}).to_dict()["guidance"]["t_schedule"] == "random"
 
 
 def test_a_stable_diffusion_prior_gets_the_papers_recipe(tiny_sd):
     """With no preset, a Stable Diffusion prior resolves to the documented recipe (README, Defaults per
     prior): the SDI paper's official 3D settings and a step count in the 3DGS peers' range."""
-    from gsdi.config import STABLE_DIFFUSION
+    from gsdi.presets import STABLE_DIFFUSION
 
     config = make_config("a castle", prior=str(tiny_sd))
     assert config.preset == "stable-diffusion"

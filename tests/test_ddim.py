@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from gsdi.guidance.ddim import (CLEAN, add_noise, ddim_invert, ddim_sample, ddim_step, inversion_grid,
-                                inversion_sigma, noise_of, predict_x0, t_annealed, t_uniform)
+                                inversion_sigma, noise_of, predict_x0)
+from gsdi.guidance.schedule import t_annealed, t_uniform
 
 
 def test_sampling_grid_is_the_leading_grid_reversed_down_to_the_clean_image():

@@ -99,7 +99,7 @@ def test_a_cpu_run_records_the_threads_it_used(tmp_path):
     out, before = tmp_path / "run", torch.get_num_threads()
     try:
         gsdi.generate("a red castle", out=out, steps=2, device="cpu", progress=False, turntable_frames=0, cpu_threads=1)
-        assert json.loads((out / "config.json").read_text())["cpu_threads"] == 1
+        assert json.loads((out / "metrics.json").read_text())["cpu_threads"] == 1
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -167,11 +167,11 @@ def test_missing_extras_name_the_readme_install(monkeypatch):
 
 
 def test_turntable_without_ffmpeg_says_it_wrote_a_gif(tmp_path, capsys, monkeypatch):
-    from gsdi import turntable
+    from gsdi import media
     from gsdi.formats import write_ply
 
     write_ply(tmp_path / "scene.ply", small_scene())
-    monkeypatch.setattr(turntable, "has_mp4", lambda: False)
+    monkeypatch.setattr(media, "has_mp4", lambda: False)
     main(["render", str(tmp_path / "scene.ply"), "--turntable", str(tmp_path / "tt.mp4"), "--frames", "2", "--size", "32",
           "--device", "cpu"])
     captured = capsys.readouterr()

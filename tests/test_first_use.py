@@ -151,7 +151,8 @@ def test_a_missing_system_library_for_open3d_is_named(monkeypatch):
 
 
 def test_a_cpu_run_announces_the_measured_duration_of_its_preset():
-    from gsdi.config import CPU_SECONDS, PRESETS, make_config
+    from gsdi.config import make_config
+    from gsdi.presets import CPU_SECONDS, PRESETS
     from gsdi.run import expected_cpu_time
 
     text = expected_cpu_time(make_config("a red castle", "long"))

@@ -177,7 +177,7 @@ def test_sigint_saves_and_resume_matches_an_uninterrupted_run(tmp_path):
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 130, err
     assert "interrupted: SIGINT at step" in err and f"gsdi generate --resume {part}" in err
-    meta, _ = read_checkpoint(part)
+    _, meta = read_checkpoint(part)
     assert 6 <= meta["step"] < 24  # stopped mid-run, at the end of a step
     interrupted_ply = read_ply(part / "scene.ply")  # the current scene was written too
     assert interrupted_ply["means"].shape[0] > 0
@@ -189,7 +189,7 @@ def test_sigint_saves_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key  # exactly the uninterrupted result
-    assert read_checkpoint(part)[0]["step"] == 24
+    assert read_checkpoint(part)[1]["step"] == 24
 
 
 @pytest.mark.slow
@@ -202,7 +202,7 @@ def test_sigterm_saves_a_checkpoint_and_the_scene(tmp_path):
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "SIGTERM" in err and (out / "scene.ply").is_file()
-    assert read_checkpoint(out)[0]["step"] >= 4
+    assert read_checkpoint(out)[1]["step"] >= 4
     # The interrupted folder is protected: a new run there needs --force or --resume.
     again = subprocess.run(GENERATE[:3] + ["--out", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr

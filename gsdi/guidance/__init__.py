@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 
 from gsdi.config import GuidanceConfig
-from gsdi.guidance.ddim import add_noise, noise_of, t_annealed, t_uniform
+from gsdi.guidance.ddim import add_noise, noise_of
 from gsdi.guidance.ism import ism_noise
+from gsdi.guidance.schedule import timestep
 from gsdi.rng import Rng
 from gsdi.guidance.sdi import sdi_noise
 from gsdi.guidance.sds import sds_noise
@@ -43,16 +44,6 @@ class GuidanceOutput:
     kappa: Tensor  # [B, c, h, w] the noise the update is measured against: x_t' = sqrt(abar) x0 + sqrt(1 - abar) kappa at t_pred
     eps: Tensor  # [B, c, h, w] the CFG prediction at (x_t', t_pred)
     target: Tensor  # [B, c, h, w] the one-step prediction the loss pulls x0 toward (detached)
-
-
-def timestep(step: int, total: int, config: GuidanceConfig, num_train_timesteps: int, rng: Rng) -> int:
-    """t for this step: annealed (SDI's default) or uniform (SDS's default), per config.t_schedule."""
-    schedule = config.t_schedule
-    if schedule == "auto":
-        schedule = "anneal" if config.method == "sdi" else "random"
-    if schedule == "anneal":
-        return t_annealed(step, total, num_train_timesteps, config.p_min, config.p_max)
-    return t_uniform(num_train_timesteps, config.p_min, config.p_max, rng.host)
 
 
 def guidance_loss(

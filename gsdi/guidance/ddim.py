@@ -118,15 +118,3 @@ def sample_prior(prior, text, noise: Tensor, steps: int = 50, scale: float = 7.5
     if stop_ratio is not None:
         grid = [t for t in grid if t == CLEAN or float(((1 - abar[t]) / abar[t]).sqrt()) >= stop_ratio]
     return ddim_sample(lambda x, t: prior.predict_noise(x, t, text, scale), noise, abar, grid)
-
-
-def t_annealed(step: int, total: int, num_train_timesteps: int, p_min: float, p_max: float) -> int:
-    """SDI's schedule: p falls linearly from p_max to p_min over the run; t = int(T p)."""
-    p = p_max - (p_max - p_min) * step / max(total, 1)
-    return min(int(num_train_timesteps * p), num_train_timesteps - 1)
-
-
-def t_uniform(num_train_timesteps: int, p_min: float, p_max: float, generator: torch.Generator) -> int:
-    """SDS's schedule: t ~ U{int(T p_min) .. int(T p_max)}."""
-    lo, hi = int(num_train_timesteps * p_min), int(num_train_timesteps * p_max)
-    return min(int(torch.randint(lo, hi + 1, (1,), generator=generator)), num_train_timesteps - 1)
