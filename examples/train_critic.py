@@ -20,7 +20,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gsdi.cameras import VIEW_WORDS, sample_orbits
+from gsdi.cameras import sample_orbits
+from gsdi.prompts import VIEW_WORDS
 from gsdi.world import CATEGORIES, PALETTE, pad_objects, render_objects
 from gsdi.eval.critic import Critic, quality_loss, training_batch
 from gsdi.world.objects import build_object, without_part

@@ -30,7 +30,7 @@ from gsdi.guidance.ddim import sample_prior
 from gsdi.priors import TextCond
 from gsdi.priors.embedded import EmbeddedPrior
 from gsdi.world import CATEGORIES, PALETTE, describe, render_pool
-from gsdi.world.language import VIEW_WORDS
+from gsdi.prompts import VIEW_WORDS
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 

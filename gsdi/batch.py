@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from gsdi.config import GenerateConfig, make_config
+from gsdi.config import OPTION_KEYS, GenerateConfig, make_config
 from gsdi.errors import GsdiError
 from gsdi.outputs import PREVIEW, SCENE, TURNTABLE, slug
 
-OPTION_KEYS = {"seed": "seed", "preset": "preset", "steps": "steps", "guidance": "guidance.method",
-               "negative": "negative_prompt"}
+LINE_OPTIONS = ("seed", "preset", "steps", "guidance", "negative")  # a line's key=value (config.OPTION_KEYS)
 STATUS_FILE = "status.json"
 
 
@@ -60,8 +59,8 @@ def read_prompt_list(path: Path) -> list[Job]:
         options = {}
         for item in rest.split():
             key, eq, value = item.partition("=")
-            if not eq or key not in OPTION_KEYS or not value:
-                raise GsdiError(f"{path}:{number}: bad option {item!r}; use key=value with key one of {', '.join(OPTION_KEYS)}")
+            if not eq or key not in LINE_OPTIONS or not value:
+                raise GsdiError(f"{path}:{number}: bad option {item!r}; use key=value with key one of {', '.join(LINE_OPTIONS)}")
             options[key] = value
         if not prompt.strip():
             raise GsdiError(f"{path}:{number}: the prompt before '|' is empty")

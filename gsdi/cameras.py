@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gsdi.prompts import view_word
+
 WORLD_UP = (0.0, -1.0, 0.0)
 
 
@@ -42,21 +44,6 @@ class Cameras:
         """The cameras at `index` (a [K] long tensor or a slice), in that order."""
         return Cameras(self.viewmats[index], self.Ks[index], self.width, self.height, self.azimuth[index],
                        self.elevation[index], self.distance[index], self.fov[index])
-
-
-VIEW_WORDS = ("front", "side", "back", "overhead")  # what view_word returns; prompts append "{word} view"
-
-
-def view_word(azimuth: float, elevation: float) -> str:
-    """The view-dependent prompt word (docs/method.md): overhead, front, back or side."""
-    if elevation > 60.0:
-        return "overhead"
-    azimuth = (azimuth + 180.0) % 360.0 - 180.0
-    if abs(azimuth) < 45.0:
-        return "front"
-    if abs(azimuth) > 135.0:
-        return "back"
-    return "side"
 
 
 def orbit_cameras(

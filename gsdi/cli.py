@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from gsdi.config import TURNTABLE_FRAMES
+from gsdi.config import OPTION_KEYS, TURNTABLE_FRAMES, CameraConfig, RenderConfig
 from gsdi.errors import GsdiError
 
 app = typer.Typer(
@@ -78,9 +78,10 @@ def generate(
     else:
         if prompt is None:
             raise GsdiError('say what to generate, e.g. gsdi generate "a red castle" (or --resume DIR)')
-        overrides = {"steps": steps, "seed": seed, "device": device, "negative_prompt": negative,
-                     "guidance.method": guidance, "render.backend": renderer, "prior": prior,
-                     "guidance.perp_neg": perp_neg, "checkpoint_every": checkpoint_every, "turntable_frames": None if turntable else 0, "cuda_graphs": False if eager else None,
+        flags = {"steps": steps, "seed": seed, "device": device, "negative": negative, "guidance": guidance,
+                 "renderer": renderer, "prior": prior, "perp_neg": perp_neg, "checkpoint_every": checkpoint_every}
+        overrides = {**{OPTION_KEYS[flag]: value for flag, value in flags.items()},
+                     "turntable_frames": None if turntable else 0, "cuda_graphs": False if eager else None,
                      **parse_settings(settings or [])}
         result = run_generate(prompt, out=out, preset=preset, force=force, progress=not quiet, on_log=on_log, **overrides)
     typer.echo(f"wrote {result.ply} ({result.num_gaussians} Gaussians, {result.ms_per_step:.0f} ms/step) "
@@ -208,19 +209,18 @@ def render(
     turntable: Optional[Path] = typer.Option(None, "--turntable", help="Write a turntable video: .mp4 (needs the video extra; a .gif without it, with a note) or .gif."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write a PNG grid of views around the object."),
     frames: int = typer.Option(TURNTABLE_FRAMES, help="Turntable frames (as gsdi generate writes)."),
-    views: int = typer.Option(8, help="Views in the grid (as preview.png)."),
-    elevation: float = typer.Option(15.0, help="Camera elevation in degrees (positive looks down)."),
-    size: int = typer.Option(256, help="Image side in pixels."),
+    views: int = typer.Option(CameraConfig.eval_views, help="Views in the grid (as preview.png)."),
+    elevation: float = typer.Option(CameraConfig.eval_elevation, help="Camera elevation in degrees (positive looks down)."),
+    size: int = typer.Option(RenderConfig.preview_size, help="Image side in pixels."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
 ) -> None:
     """Render a turntable and/or a grid of views (CPU or GPU).
 
     The views are framed to the scene's bounds, the same for every view.
     """
-    from gsdi.formats import read_any
-    from gsdi.media import image_grid, write_png
     from gsdi.device import resolve_device
-    from gsdi.media import MP4_HINT, render_orbit, write_turntable
+    from gsdi.formats import read_any
+    from gsdi.media import MP4_HINT, image_grid, render_orbit, write_png, write_turntable
 
     if turntable is None and grid is None:
         raise GsdiError("say what to write: --turntable out.mp4 and/or --grid views.png")
@@ -284,7 +284,8 @@ def batch(
     """
     from gsdi.batch import run_batch
 
-    defaults = {"preset": preset, "guidance.method": guidance, "prior": prior, "steps": steps, "device": device}
+    flags = {"preset": preset, "guidance": guidance, "prior": prior, "steps": steps, "device": device}
+    defaults = {OPTION_KEYS[flag]: value for flag, value in flags.items()}
     index = run_batch(prompts, out, defaults, progress=not quiet, echo=typer.echo)
     if index:
         typer.echo(f"{index['done']} of {index['total']} done, {index['failed']} failed: {out / 'index.html'}")

@@ -20,6 +20,12 @@ DEFAULT_PRIOR = "embedded"  # shipped in the package; works offline (gsdi/priors
 
 TURNTABLE_FRAMES = 48  # frames of a turntable, from `gsdi generate` and `gsdi render` alike
 
+# The options of `gsdi generate` and `gsdi batch` (flags, and a prompt list's per-line key=value) as the
+# config keys make_config takes: one table for both ("preset" is make_config's own argument).
+OPTION_KEYS = {"steps": "steps", "seed": "seed", "device": "device", "negative": "negative_prompt",
+               "guidance": "guidance.method", "renderer": "render.backend", "prior": "prior",
+               "perp_neg": "guidance.perp_neg", "checkpoint_every": "checkpoint_every", "preset": "preset"}
+
 
 @dataclass
 class SceneConfig:
@@ -96,7 +102,7 @@ class GuidanceConfig:
     # many steps while the render changes (the prediction is asked anew at each); 1: fresh every step
     # (docs/exact-study.md; in 3D on the embedded prior it hazes: research log, 2026-12-02 later).
     hold_steps: int = 1
-    # Perp-Neg against the Janus problem (gsdi/priors/perp_neg.py): the other views' prompts as
+    # Perp-Neg against the Janus problem (gsdi/prompts.py): the other views' prompts as
     # perpendicular negatives; needs view-dependent prompts; the UNet batch grows from 2 to 4 per view.
     perp_neg: bool = False
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gsdi.config import TURNTABLE_FRAMES
+from gsdi.config import TURNTABLE_FRAMES, CameraConfig, RenderConfig
 from gsdi.errors import GsdiError
 
 
@@ -40,8 +40,8 @@ def framing(params: dict[str, Tensor], fov: float) -> tuple[Tensor, float]:
     return centre, radius / math.sin(math.radians(fov / 2) * FILL)
 
 
-def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: float = 15.0,
-                 distance: float | None = None, fov: float = 40.0, backend: str = "auto",
+def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: float = CameraConfig.eval_elevation,
+                 distance: float | None = None, fov: float = CameraConfig.eval_fov, backend: str = "auto",
                  background=(1.0, 1.0, 1.0), batch: int = 8) -> Tensor:
     """[frames, size, size, 3] renders at evenly spaced azimuths starting from the front; distance
     None frames the scene to its bounds (`framing`), a number looks at the origin from there."""
@@ -60,8 +60,9 @@ def render_orbit(params: dict[str, Tensor], frames: int, size: int, elevation: f
                           for start in range(0, frames, batch)])
 
 
-def write_turntable(params: dict[str, Tensor], path: str | Path, frames: int = TURNTABLE_FRAMES, size: int = 256,
-                    elevation: float = 15.0, fov: float = 40.0, fps: int = 24, backend: str = "auto") -> Path:
+def write_turntable(params: dict[str, Tensor], path: str | Path, frames: int = TURNTABLE_FRAMES,
+                    size: int = RenderConfig.preview_size, elevation: float = CameraConfig.eval_elevation,
+                    fov: float = CameraConfig.eval_fov, fps: int = 24, backend: str = "auto") -> Path:
     """Render a turntable framed to the scene and write it as .mp4 (imageio-ffmpeg) or .gif; returns
     the written path (a .gif beside the asked .mp4 when imageio-ffmpeg is not installed: see `has_mp4`)."""
     import imageio.v3 as iio

@@ -32,10 +32,10 @@ class Generation:
     """
 
     def __init__(self, config: GenerateConfig, prior=None, cpu_threads: int | None = None):
-        from gsdi.cameras import VIEW_WORDS
         from gsdi.densify import Densifier
         from gsdi.guidance import Rng
-        from gsdi.priors import load_prior, view_prompts
+        from gsdi.priors import load_prior
+        from gsdi.prompts import VIEW_WORDS, view_prompts
         from gsdi.render import resolve_backend
         from gsdi.scene import init_params, make_optimizers
 
@@ -72,8 +72,7 @@ class Generation:
     def advance(self) -> dict[str, Any] | None:
         from gsdi.cameras import orbit_cameras, sample_orbits
         from gsdi.guidance import guidance_loss, kept_noise, timestep
-        from gsdi.priors import text_cond
-        from gsdi.priors.perp_neg import perp_neg_text
+        from gsdi.prompts import perp_neg_text, text_cond
         from gsdi.render import render
         from gsdi.scene import update_learning_rates
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gsdi.cameras import camera_positions, eval_orbits, orbit_cameras, sample_orbits, view_word
+from gsdi.cameras import camera_positions, eval_orbits, orbit_cameras, sample_orbits
+from gsdi.prompts import view_word
 
 
 def test_viewmats_are_rigid_and_look_at_the_origin():

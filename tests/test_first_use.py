@@ -24,7 +24,7 @@ def run_main(argv, capsys):
 def test_documented_prompt_forms_generate(prompt, tmp_path):
     """A prompt that names a view works: the view phrase is replaced per camera."""
     import gsdi
-    from gsdi.priors import view_prompts
+    from gsdi.prompts import view_prompts
 
     result = gsdi.generate(prompt, out=tmp_path / "out", preset="preview", steps=2, device="cpu", progress=False,
                            turntable_frames=0)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from gsdi.priors import TextCond, cfg_noise
-from gsdi.priors.perp_neg import combine, perpendicular, view_mix
+from gsdi.priors.base import combine, perpendicular
+from gsdi.prompts import view_mix
 
 
 @pytest.mark.parametrize("azimuth", [0.0, 20.0, 60.0, 100.0, 150.0, 180.0, -30.0, -170.0])

@@ -27,7 +27,7 @@ import torch
 from gsdi.config import make_config
 from gsdi.guidance import Rng, guidance_loss
 from gsdi.priors import load_prior, text_cond
-from gsdi.priors.perp_neg import perp_neg_text
+from gsdi.prompts import perp_neg_text
 
 SEED = 6  # its delta (the first draw of gsdi's host stream) is not 0, so t' != t
 

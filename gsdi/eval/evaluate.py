@@ -186,10 +186,10 @@ def ddim_reference(prior, prompt: str, view_words: list[str], seed: int, steps: 
     with `denoise_ratio`, the prior's x0 prediction at the last grid step whose noise-to-signal ratio
     sqrt((1 - abar) / abar) is at least that (None: sample down to the clean image)."""
     from gsdi.guidance.ddim import sample_prior
-    from gsdi.priors import TextCond
+    from gsdi.prompts import TextCond, view_prompts
 
     n = len(view_words)
-    text = TextCond(prior.text_embeddings([f"{prompt}, {w} view" for w in view_words]), prior.text_embeddings([""] * n))
+    text = TextCond(prior.text_embeddings(view_prompts(prompt, view_words)), prior.text_embeddings([""] * n))
     shape = prior.encode(torch.zeros(1, 3, prior.image_size, prior.image_size, device=prior.device)).shape[1:]
     z = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed)).to(prior.device)
     x = sample_prior(prior, text, z, steps, scale, stop_ratio=denoise_ratio)

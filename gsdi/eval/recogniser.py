@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gsdi.cameras import VIEW_WORDS
+from gsdi.prompts import VIEW_WORDS
 from gsdi.world.objects import CATEGORIES, PALETTE
 
 SIDES = VIEW_WORDS[:3]  # front, side, back (the world's training orbits never look from overhead)

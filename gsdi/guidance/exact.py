@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gsdi.priors.base import TextCond, noise_schedule
+from gsdi.priors.base import noise_schedule
+from gsdi.prompts import TextCond
 
 SD_SCHEDULE = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
                "num_train_timesteps": 1000, "steps_offset": 1}  # Stable Diffusion's, as the embedded prior's

@@ -2,18 +2,19 @@
 
 Two implementations: `stable_diffusion.StableDiffusionPrior` (diffusers; hub id or local folder)
 and `embedded.EmbeddedPrior` (the small world model). Guidance cannot tell them apart. The shared
-pieces (the `Prior` protocol, `TextCond`, view prompts, CFG) live in `base.py`; `load_prior` picks one.
+pieces (the `Prior` protocol, CFG) live in `base.py`, what a prompt becomes for a view in gsdi/prompts.py;
+`load_prior` picks one.
 """
 
 from __future__ import annotations
 
 import torch
 
-from gsdi.priors.base import (EmbeddingCache, Prior, TextCond, cfg_noise, combine, noise_schedule, perpendicular,
-                              text_cond, view_prompts, without_view)
+from gsdi.priors.base import EmbeddingCache, Prior, cfg_noise, combine, noise_schedule, perpendicular
+from gsdi.prompts import TextCond, text_cond  # what a prior is given (gsdi/prompts.py)
 
 __all__ = ["EmbeddingCache", "Prior", "TextCond", "cfg_noise", "combine", "load_prior", "noise_schedule",
-           "perpendicular", "text_cond", "view_prompts", "without_view"]
+           "perpendicular", "text_cond"]
 
 
 def load_prior(name: str, device: torch.device, cuda_graphs: bool = False) -> Prior:

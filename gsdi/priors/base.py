@@ -1,31 +1,19 @@
-"""What every prior shares: the `Prior` protocol, text conditioning, view prompts, the embedding
-cache, the noise schedule and classifier-free guidance (with Perp-Neg's perpendicular negatives).
+"""What every prior shares: the `Prior` protocol, the embedding cache, the noise schedule and
+classifier-free guidance (with Perp-Neg's perpendicular negatives). What a prompt becomes for a view
+(view words, view prompts, TextCond, Perp-Neg's prompts) is gsdi/prompts.py.
 
-The implementations (`embedded.py`, `stable_diffusion.py`) and Perp-Neg's prompts (`perp_neg.py`)
-import from here; `gsdi.priors` re-exports it and adds `load_prior`.
+The implementations (`embedded.py`, `stable_diffusion.py`) import from here; `gsdi.priors` re-exports
+it and adds `load_prior`.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from gsdi.cameras import VIEW_WORDS
-
-
-@dataclass
-class TextCond:
-    """Embeddings for CFG: the (view-dependent) prompts and the negative prompt, one row per view;
-    with Perp-Neg (priors/perp_neg.py) also the other views' prompts and their weights."""
-
-    cond: Tensor  # [B, L, D]
-    uncond: Tensor  # [B, L, D]
-    negatives: Tensor | None = None  # [B, n, L, D] Perp-Neg's negative view prompts
-    neg_weights: Tensor | None = None  # [B, n] their weights (negative numbers)
+from gsdi.prompts import TextCond
 
 
 @runtime_checkable
@@ -50,28 +38,6 @@ class Prior(Protocol):
     def predict_noise(self, x_t: Tensor, t: int, text: TextCond, scale: float) -> Tensor:
         """CFG noise eps_u + scale (eps_c - eps_u) at integer timestep t, in one batched call, no grad."""
         ...
-
-
-_VIEW_PHRASE = re.compile(r"\s*,\s*(?:" + "|".join(VIEW_WORDS) + r")\s+view\s*$", re.IGNORECASE)
-
-
-def without_view(prompt: str) -> str:
-    """The prompt less a trailing view phrase ('a red castle, front view' -> 'a red castle')."""
-    return _VIEW_PHRASE.sub("", prompt).strip()
-
-
-def view_prompts(prompt: str, view_words: Sequence[str]) -> list[str]:
-    """'{prompt}, {word} view' per view; a view the prompt already names is replaced per camera."""
-    base = without_view(prompt)
-    return [f"{base}, {w} view" for w in view_words]
-
-
-def text_cond(prior: Prior, prompt: str, negative: str, view_words: list[str] | None, batch: int) -> TextCond:
-    """Embeddings for `batch` views: view_prompts(prompt, view_words) when view words are given, else the prompt.
-    (With Perp-Neg the loop calls perp_neg.perp_neg_text instead.)"""
-    prompts = view_prompts(prompt, view_words) if view_words is not None else [prompt] * batch
-    assert len(prompts) == batch, (len(prompts), batch)
-    return TextCond(cond=prior.text_embeddings(prompts), uncond=prior.text_embeddings([negative] * batch))
 
 
 class EmbeddingCache:

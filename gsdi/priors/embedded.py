@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from gsdi.errors import GsdiError
 from gsdi.priors.graphs import UNetRunner
-from gsdi.priors.base import EmbeddingCache, TextCond, cfg_noise, noise_schedule
+from gsdi.priors.base import EmbeddingCache, cfg_noise, noise_schedule
+from gsdi.prompts import TextCond
 
 CONFIG_FILE = "gsdi_embedded.json"
 WEIGHTS_FILE = "model.safetensors"

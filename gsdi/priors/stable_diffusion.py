@@ -18,7 +18,8 @@ from torch import Tensor
 
 from gsdi.errors import GsdiError
 from gsdi.priors.graphs import UNetRunner
-from gsdi.priors.base import EmbeddingCache, TextCond, cfg_noise, noise_schedule
+from gsdi.priors.base import EmbeddingCache, cfg_noise, noise_schedule
+from gsdi.prompts import TextCond
 
 LAYOUT = "a diffusers folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/"
 

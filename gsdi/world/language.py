@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gsdi.cameras import VIEW_WORDS
+from gsdi.prompts import VIEW_WORDS, view_prompt
 from gsdi.errors import GsdiError
 from gsdi.world.objects import CATEGORIES, PALETTE
 
@@ -56,4 +56,4 @@ def describe(category: str, colour: str | None = None, view: str | None = None) 
     """The canonical prompt for a world object: 'a red castle', 'an orange car, back view'."""
     noun = f"{colour} {category}" if colour else category
     text = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
-    return f"{text}, {view} view" if view else text
+    return view_prompt(text, view) if view else text

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gsdi.cameras import VIEW_WORDS, Cameras, camera_positions, sample_orbits
+from gsdi.cameras import Cameras, camera_positions, sample_orbits
+from gsdi.prompts import VIEW_WORDS
 from gsdi.world.shapes import PRIMITIVE_FIELDS, scene_distance
 
 LIGHT = (0.4, -0.8, 0.6)  # towards the light: above (-Y), front (+Z), right (+X)
