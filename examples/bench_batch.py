@@ -10,15 +10,18 @@ and prints one JSON line: assets/hour and the scaling efficiency against N = the
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # random-weight models (tests/random_sd.py)
+
 import argparse
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 from gsdi.world import CATEGORIES, PALETTE
 
@@ -39,7 +42,7 @@ def main() -> None:
     if prior == "random":
         import torch
 
-        from gsdi.priors.stable_diffusion import build_random_model
+        from random_sd import build_random_model  # tests/random_sd.py
 
         prior = str(work / "sd-random")
         if not (Path(prior) / "model_index.json").exists():

@@ -9,16 +9,20 @@ final Gaussian count. Speed does not depend on the weights' values.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # random-weight models (tests/random_sd.py)
+
 import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 import gsdi
-from gsdi.priors.stable_diffusion import build_random_model
+from random_sd import build_random_model  # tests/random_sd.py
 
 
 def main() -> None:

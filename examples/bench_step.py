@@ -14,12 +14,16 @@ per configuration; with --markdown also a table.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # random-weight models (tests/random_sd.py)
+
 import argparse
 import gc
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -27,7 +31,7 @@ from gsdi.config import make_config
 from gsdi.step import Generation
 from gsdi.priors import load_prior, text_cond
 from gsdi.priors.graphs import UNetRunner
-from gsdi.priors.stable_diffusion import build_random_model
+from random_sd import build_random_model  # tests/random_sd.py
 from gsdi.render import render
 
 

@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
     """A diffusers Stable Diffusion folder with random weights from diffusers' dummy configs (64^2 images)."""
-    from gsdi.priors.stable_diffusion import build_random_model
+    from random_sd import build_random_model
 
     return build_random_model(tmp_path_factory.mktemp("tiny_sd"), "tiny", seed=0)
 

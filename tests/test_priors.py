@@ -85,3 +85,49 @@ def test_view_prompts():
     text_cond(r, "a castle", "", ["front", "side"], 2)
     text_cond(r, "a castle", "", None, 2)
     assert r.last == ["", ""]
+
+
+def protocol_members(protocol) -> set[str]:
+    """The names a Protocol declares: its annotated attributes and its methods."""
+    names = set(protocol.__annotations__)
+    names.update(n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_"))
+    return names
+
+
+@pytest.mark.parametrize("which", ["embedded", "stable-diffusion"])
+def test_every_member_of_the_prior_protocol_works_on_each_prior(which, tiny_sd):
+    """Each member called or read on both priors, with the shapes and types the protocol promises."""
+    from gsdi.priors import load_prior
+    from gsdi.priors.graphs import UNetRunner
+
+    prior = load_prior("embedded" if which == "embedded" else str(tiny_sd), torch.device("cpu"))
+    checked = set()
+
+    def check(name, ok):
+        assert ok, name
+        checked.add(name)
+
+    T = prior.alphas_cumprod.shape[0]
+    check("alphas_cumprod", prior.alphas_cumprod.dtype == torch.float32 and prior.alphas_cumprod.shape == (T,))
+    check("steps_offset", isinstance(prior.steps_offset, int) and 0 <= prior.steps_offset < T)
+    check("image_size", isinstance(prior.image_size, int) and prior.image_size > 0)
+    check("device", prior.device == torch.device("cpu"))
+    check("dtype", prior.dtype == next(prior.unet.parameters()).dtype)
+    check("unet", isinstance(prior.unet, torch.nn.Module))
+    S = prior.image_size
+    images = torch.rand(2, 3, S, S, requires_grad=True)
+    latents = prior.encode(images, generator=torch.Generator().manual_seed(0))
+    latents.sum().backward()
+    check("encode", latents.dim() == 4 and latents.shape[0] == 2 and images.grad.abs().sum() > 0)
+    check("decode", prior.decode(latents.detach()).shape == (2, 3, S, S))
+    embeddings = prior.text_embeddings(["a red castle", "a red castle, front view"])
+    check("text_embeddings", embeddings.dim() == 3 and embeddings.shape[0] == 2
+          and torch.equal(prior.text_embeddings(["a red castle"])[0], embeddings[0]))  # cached: the same rows
+    text = text_cond(prior, "a red castle", "", ["front", "back"], 2)
+    eps = prior.predict_noise(latents.detach(), 500, text, 7.5)
+    check("predict_noise", eps.shape == latents.shape and not eps.requires_grad)
+    calls = prior.runner.calls
+    x = latents.detach().repeat(2, 1, 1, 1)
+    out = prior.runner(x, torch.full((4,), 500), torch.cat([text.uncond, text.cond]))
+    check("runner", isinstance(prior.runner, UNetRunner) and prior.runner.calls == calls + 1 and out.shape == x.shape)
+    assert checked == protocol_members(Prior), protocol_members(Prior) ^ checked

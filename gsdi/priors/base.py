@@ -8,7 +8,7 @@ it and adds `load_prior`.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -18,21 +18,25 @@ from gsdi.prompts import TextCond
 
 @runtime_checkable
 class Prior(Protocol):
+    """What guidance, the step and the run use of a prior; tests/test_priors.py calls every member on
+    each implementation (isinstance checks names only)."""
+
     alphas_cumprod: Tensor  # [T] float32, on the prior's device
     steps_offset: int  # offset of the scheduler's 'leading' timestep grid (1 for SD 2.1)
     image_size: int  # side of the square RGB image `encode` takes
     device: torch.device
+    dtype: torch.dtype  # the UNet's weights (fp16 on CUDA for Stable Diffusion)
+    unet: torch.nn.Module
+    runner: Callable[[Tensor, Tensor, Tensor], Tensor]  # a graphs.UNetRunner over `unet` (eager or CUDA graphs)
+    text_embeddings: Callable[[list[str]], Tensor]  # prompts -> [B, L, D], once per distinct prompt (EmbeddingCache)
 
-    def encode(self, images: Tensor) -> Tensor:
-        """[B, 3, S, S] RGB in [0, 1] (S = image_size) -> model space [B, c, h, w], differentiable."""
+    def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """[B, 3, S, S] RGB in [0, 1] (S = image_size) -> model space [B, c, h, w], differentiable;
+        `generator` draws a VAE's posterior sample (ignored by a deterministic encoder)."""
         ...
 
     def decode(self, latents: Tensor) -> Tensor:
         """Model space [B, c, h, w] -> [B, 3, S, S] RGB in [0, 1]."""
-        ...
-
-    def text_embeddings(self, prompts: list[str]) -> Tensor:
-        """[B, L, D] embeddings, computed once per distinct prompt and cached."""
         ...
 
     def predict_noise(self, x_t: Tensor, t: int, text: TextCond, scale: float) -> Tensor:
