@@ -5,7 +5,7 @@ metadata a JSON document with the rest (step, the whole config, densifier scalar
 plus the format and gsdi's version. Writing goes to a temporary file in the same folder, is fsynced,
 then renamed over the old one, so a checkpoint on disk is always complete. `gsdi generate --resume
 DIR` loads it and continues to the same result an uninterrupted run with the same seed gives
-(tests/test_reliability.py, tests/test_house.py, on CPU).
+(tests/test_reliability.py, tests/test_run.py, tests/test_step.py, on CPU).
 """
 
 from __future__ import annotations

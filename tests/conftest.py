@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random-weight Stable Diffusion folder and a closed-form Gaussian prior."""
+"""Shared fixtures: a tiny random-weight Stable Diffusion folder, a closed-form Gaussian prior, the CLI run in
+process (run_main) and a small scene."""
 
 from __future__ import annotations
 
@@ -36,6 +37,25 @@ def pytest_collection_modifyitems(config, items):
         for marker, reason in skips.items():
             if marker in item.keywords:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def run_main(argv, capsys):
+    """gsdi's CLI in this process: (exit code, stdout, stderr)."""
+    from gsdi.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+def small_scene(n: int = 64) -> dict:
+    """A small random scene of n Gaussians (SH degree 0), in the parameter layout gsdi writes."""
+    g = torch.Generator().manual_seed(0)
+    quats = torch.randn(n, 4, generator=g)
+    return {"means": 0.3 * torch.randn(n, 3, generator=g), "scales": torch.full((n, 3), -3.5),
+            "quats": quats / quats.norm(dim=-1, keepdim=True), "opacities": torch.full((n,), 2.0),
+            "sh0": torch.randn(n, 1, 3, generator=g), "shN": torch.zeros(n, 0, 3)}
 
 
 @pytest.fixture(scope="session")

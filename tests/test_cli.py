@@ -9,17 +9,11 @@ import sys
 
 import pytest
 import torch
+from conftest import run_main, small_scene
 
 from gsdi.cli import main
 from gsdi.config import GenerateConfig
 from gsdi.formats import read_ply
-
-
-def run_main(argv, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
 
 
 @pytest.mark.slow
@@ -110,3 +104,55 @@ def test_a_failed_load_leaves_out_reusable(capsys, tmp_path):
     code, _, err = run_main(["generate", "a castle", "--prior", str(tmp_path), "--out", str(out), "-q"], capsys)
     assert code == 2 and "could not load Stable Diffusion weights" in err
     assert not out.exists()  # the prior loads before anything is written: nothing blocks the next try
+
+
+def test_version_prints_the_package_version():
+    from gsdi import __version__
+
+    proc = subprocess.run([sys.executable, "-m", "gsdi.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"gsdi {__version__}", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["--nope"], ["generate", "--stepz", "3"], ["export"]])
+def test_usage_errors_are_usage_errors_not_internal_errors(argv, capsys):
+    code, out, err = run_main(argv, capsys)
+    assert code == 2 and "internal error" not in err and "Usage:" in err, err
+
+
+def test_export_without_out_never_targets_the_input(tmp_path, capsys):
+    from gsdi.formats import read_ply, write_ply
+
+    scene = tmp_path / "scene.ply"
+    write_ply(scene, small_scene())
+    main(["export", str(scene), "--format", "ply"])
+    main(["export", str(scene), "--format", "splat"])
+    main(["export", str(scene), "--format", "ply", "--sh-degree", "3"])
+    out = capsys.readouterr().out
+    assert "scene.export.ply" in out and "scene.splat" in out and "scene.sh3.ply" in out, out
+    assert read_ply(tmp_path / "scene.export.ply")["means"].shape == (64, 3)
+    assert read_ply(tmp_path / "scene.sh3.ply")["shN"].shape == (64, 15, 3)
+    code, _, err = run_main(["export", str(scene), "--format", "splat", "--sh-degree", "3"], capsys)
+    assert code == 2 and "--sh-degree applies to --format ply" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["generate", "a dragon"], "does not know 'dragon'"),
+    (["generate", "a red castle, left view"], "view"),
+    (["generate", "a castle", "--prior", "/nonexistent/sd"], "does not exist"),
+])
+def test_refused_runs_leave_no_folder(argv, words, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_main([*argv, "--out", str(out), "--device", "cpu"], capsys)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [[], ["generate"], ["export"], ["render"], ["batch"], ["info"], ["view"]])
+def test_help_reads_at_80_columns(command):
+    proc = subprocess.run([sys.executable, "-m", "gsdi.cli", *command, "--help"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "80", "TERM": "dumb"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines and all(len(line) <= 80 for line in lines)
+    body = "\n".join(line for line in lines if not line.startswith("Usage:"))
+    assert "…" not in body and "..." not in body, body  # nothing cut short

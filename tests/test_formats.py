@@ -8,13 +8,23 @@ import struct
 import numpy as np
 import pytest
 import torch
+from gsdi.kernels.projection import SH_C0
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gsdi.cli import main
+from gsdi.config import SceneConfig
 from gsdi.errors import GsdiError
-from gsdi.formats import read_any, read_compressed_ply, read_ply, read_splat, write_compressed_ply, write_ply, write_splat
-from gsdi.kernels.projection import SH_C0
+from gsdi.formats import (
+    read_any,
+    read_compressed_ply,
+    read_ply,
+    read_splat,
+    write_compressed_ply,
+    write_ply,
+    write_splat,
+)
+from gsdi.scene import init_params
 
 
 def scene(n: int = 300, sh_degree: int = 0, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -212,9 +222,10 @@ def test_export_cli_converts_and_refuses_overwrite(tmp_path, capsys):
 
 def test_flip_y_up_renders_the_same_from_the_flipped_cameras():
     """Rotating the scene and the cameras together changes no pixel (SH degree 3 included)."""
+    from gsdi.kernels import rasterization
+
     from gsdi.cameras import sample_orbits
     from gsdi.formats import flip_y_up
-    from gsdi.kernels import rasterization
     from gsdi.scene import activated
 
     p = scene(n=200, sh_degree=3)
@@ -229,3 +240,44 @@ def test_flip_y_up_renders_the_same_from_the_flipped_cameras():
                                         48, 48, sh_degree=3)[0])
     assert images[0].abs().max() > 0.1
     assert torch.allclose(images[0], images[1], atol=1e-4), (images[0] - images[1]).abs().max()
+
+
+@pytest.mark.parametrize("sh_degree", [0, 1, 3])
+def test_ply_round_trip(tmp_path, sh_degree):
+    params = init_params(SceneConfig(num_points=100, sh_degree=sh_degree), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in params.values():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    write_ply(tmp_path / "s.ply", params)
+    back = read_ply(tmp_path / "s.ply")
+    for name, value in params.items():
+        assert torch.equal(back[name], value.detach()), name
+
+
+def test_ply_layout_is_the_inria_3dgs_one(tmp_path):
+    """Read with plyfile directly: property names, float32, and f_rest channel-major ordering."""
+    from plyfile import PlyData
+
+    params = init_params(SceneConfig(num_points=3, sh_degree=1), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        params["shN"].copy_(torch.arange(27, dtype=torch.float32).reshape(3, 3, 3))  # [N, K-1, channel]
+    write_ply(tmp_path / "s.ply", params)
+    vertex = PlyData.read(str(tmp_path / "s.ply"))["vertex"]
+    names = [p.name for p in vertex.properties]
+    assert names[:9] == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    assert names[9:18] == [f"f_rest_{i}" for i in range(9)]
+    assert names[18:] == ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    assert all(p.val_dtype in ("f4", "float32") for p in vertex.properties)
+    # f_rest_{c * (K-1) + k} holds channel c of band coefficient k.
+    assert vertex["f_rest_1"][0] == params["shN"][0, 1, 0] and vertex["f_rest_3"][0] == params["shN"][0, 0, 1]
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    (tmp_path / "junk.ply").write_bytes(b"not a ply at all")
+    with pytest.raises(GsdiError):
+        read_ply(tmp_path / "junk.ply")
+    from plyfile import PlyData, PlyElement
+
+    PlyData([PlyElement.describe(np.zeros(2, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")]), "vertex")]).write(str(tmp_path / "pts.ply"))
+    with pytest.raises(GsdiError, match="missing properties"):
+        read_ply(tmp_path / "pts.ply")

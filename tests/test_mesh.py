@@ -7,10 +7,8 @@ import pytest
 import torch
 
 from gsdi.cli import main
+from conftest import small_scene
 from gsdi.formats import read_ply, write_ply
-
-pytestmark = pytest.mark.mesh
-
 
 def ball_scene(n: int = 4000, seed: int = 0, floaters: int = 0) -> dict[str, torch.Tensor]:
     """Opaque red Gaussians on a sphere of radius 0.3 (plus optional far-away floaters)."""
@@ -24,6 +22,7 @@ def ball_scene(n: int = 4000, seed: int = 0, floaters: int = 0) -> dict[str, tor
             "opacities": torch.full((m,), 4.0), "sh0": red.repeat(m, 1, 1), "shN": torch.zeros(m, 0, 3)}
 
 
+@pytest.mark.mesh  # needs open3d itself
 def test_mesh_of_a_sphere_has_its_area_and_colour(tmp_path, capsys):
     import open3d as o3d
 
@@ -39,6 +38,7 @@ def test_mesh_of_a_sphere_has_its_area_and_colour(tmp_path, capsys):
     assert len(mesh.cluster_connected_triangles()[2]) == 1  # one component after cleaning
 
 
+@pytest.mark.mesh  # needs open3d itself
 @pytest.mark.parametrize("fmt", ["mesh-obj", "mesh-glb"])
 def test_mesh_formats_are_written(tmp_path, fmt, capsys):
     import open3d as o3d
@@ -63,6 +63,7 @@ def test_mesh_formats_are_written(tmp_path, fmt, capsys):
         assert "COLOR_0" in primitive["attributes"]
 
 
+@pytest.mark.mesh  # needs open3d itself
 def test_clean_removes_floaters(tmp_path, capsys):
     write_ply(tmp_path / "f.ply", ball_scene(n=3000, floaters=8))
     main(["export", str(tmp_path / "f.ply"), "--format", "ply", "--clean", "--out", str(tmp_path / "c.ply")])
@@ -72,6 +73,7 @@ def test_clean_removes_floaters(tmp_path, capsys):
     assert cleaned["means"].shape[0] > 2900  # the sphere is kept
 
 
+@pytest.mark.mesh  # needs open3d itself
 def test_meshes_are_y_up_by_default_and_splats_keep_gsdi_axes(tmp_path, capsys):
     """A ball with a mast pointing up (gsdi's up is -Y): in glTF (+Y up by its spec) and OBJ the mast
     must point to +Y; --y-down keeps gsdi's axes; splat formats keep them by default."""
@@ -98,3 +100,36 @@ def test_meshes_are_y_up_by_default_and_splats_keep_gsdi_axes(tmp_path, capsys):
         assert sign * y.max() > 0.5 if sign > 0 else y.min() < -0.5
     main(["export", str(tmp_path / "m.ply"), "--format", "ply", "--out", str(tmp_path / "same.ply")])
     assert torch.equal(read_ply(tmp_path / "same.ply")["means"], read_ply(tmp_path / "m.ply")["means"])
+
+
+def open3d_import_fails(monkeypatch, message: str) -> None:
+    """`import open3d` raises ImportError(message) for the rest of the test."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "open3d":
+            raise ImportError(message)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
+def test_without_open3d_the_mesh_commands_name_the_readme_install(monkeypatch):
+    from gsdi import mesh
+    from gsdi.errors import GsdiError
+
+    open3d_import_fails(monkeypatch, "No module named 'open3d'")
+    with pytest.raises(GsdiError) as info:
+        mesh.clean_splats(small_scene())
+    assert "--clean" in str(info.value) and 'pip install -e ".[mesh]"' in str(info.value)
+
+
+def test_a_missing_system_library_for_open3d_is_named(monkeypatch):
+    from gsdi.errors import GsdiError
+    from gsdi.mesh import open3d
+
+    open3d_import_fails(monkeypatch, "libusb-1.0.so.0: cannot open shared object file: No such file or directory")
+    with pytest.raises(GsdiError, match="system library libusb-1.0.so.0 is missing; install libusb-1.0-0"):
+        open3d()

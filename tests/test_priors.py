@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
@@ -131,3 +136,31 @@ def test_every_member_of_the_prior_protocol_works_on_each_prior(which, tiny_sd):
     out = prior.runner(x, torch.full((4,), 500), torch.cat([text.uncond, text.cond]))
     check("runner", isinstance(prior.runner, UNetRunner) and prior.runner.calls == calls + 1 and out.shape == x.shape)
     assert checked == protocol_members(Prior), protocol_members(Prior) ^ checked
+
+
+def test_offline_hub_advice_names_a_command_that_exists(monkeypatch):
+    from gsdi.priors import stable_diffusion
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(GsdiError) as info:
+        stable_diffusion.hub_source("someone/not-cached-model")
+    assert "hf download someone/not-cached-model --local-dir" in str(info.value)
+    assert "huggingface-cli" not in str(info.value)
+
+
+def test_offline_stable_diffusion_fails_fast_with_one_line(tmp_path):
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path / "cache"),
+           "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_HUB_OFFLINE", None)
+    for extra in ({}, {"HF_HUB_OFFLINE": "1"}):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "gsdi.cli", "generate", "a castle", "--prior",
+                               "stabilityai/stable-diffusion-2-1-base", "--out", str(tmp_path / "sd"), "--device", "cpu"],
+                              capture_output=True, text=True, timeout=60, env={**env, **extra})
+        elapsed = time.perf_counter() - start
+        assert proc.returncode == 2, proc.stderr
+        # a download that retries takes minutes; the bound leaves a slow machine's imports room
+        assert elapsed < 45, elapsed
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--prior FOLDER" in lines[0] and "config.json" not in lines[0], proc.stderr
+        assert not (tmp_path / "sd").exists()

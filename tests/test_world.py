@@ -9,7 +9,17 @@ import torch
 
 from gsdi.cameras import orbit_cameras
 from gsdi.errors import GsdiError
-from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, Prompt, describe, pad_objects, parse, render_objects, sample_object
+from gsdi.world import (
+    CATEGORIES,
+    PALETTE,
+    VOCABULARY,
+    Prompt,
+    describe,
+    pad_objects,
+    parse,
+    render_objects,
+    sample_object,
+)
 from gsdi.world.shapes import KIND_ID, PRIMITIVE_FIELDS, sdf
 
 
@@ -97,3 +107,13 @@ def test_grammar():
         with pytest.raises(GsdiError):
             parse(bad)
     assert len(VOCABULARY) == len(set(VOCABULARY))
+
+
+def test_unknown_word_error_lists_words_only():
+    from gsdi.world import parse
+
+    with pytest.raises(GsdiError) as info:
+        parse("a red dragon")
+    message = str(info.value)
+    words = message.split("its words are: ")[1].split(" (")[0].split()
+    assert "," not in words and "castle" in words and "red" in words and "view" in words

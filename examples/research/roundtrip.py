@@ -1,6 +1,6 @@
 """Does DDIM inversion give back the noise a DDIM sample came from? (the testbed check for SDI)
 
-    python examples/roundtrip.py --steps 10 50 200
+    python examples/research/roundtrip.py --steps 10 50 200
 
 SDI assumes that inverting a render recovers the noise DDIM would have used. For a prior where that
 holds, a round trip noise -> DDIM-K sample -> DDIM-K inversion comes back near the starting noise at

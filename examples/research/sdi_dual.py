@@ -1,6 +1,6 @@
 """The 2D dual of score distillation on the world prior: does a noise rule land near DDIM's samples?
 
-    python examples/sdi_dual.py --variants sds sdi sdi-paper ism --seeds 4 --out docs/eval/dual
+    python examples/research/sdi_dual.py --variants sds sdi sdi-paper ism --seeds 4 --out docs/eval/dual
 
 The paper's process without an optimiser (docs/method.md; the research log, 2026-11-26): start
 from an image, and at each of --steps steps with t annealed 0.98 -> 0.02 set the image to the loss's
@@ -156,7 +156,7 @@ def main() -> None:
         r["per_prompt"] = dict(zip(args.prompts, [round(e, 4) for e in per_prompt(r["errors"])]))
         r["ratio_to_ddim"] = dict(zip(args.prompts, [round(e / d, 2) for e, d in zip(per_prompt(r["errors"]), reference)]))
         r["worst_ratio"] = max(r["ratio_to_ddim"].values())
-    command = "python examples/sdi_dual.py " + shlex.join(sys.argv[1:])
+    command = "python examples/research/sdi_dual.py " + shlex.join(sys.argv[1:])
     (args.out / "dual.json").write_text(json.dumps({"command": command, "prompts": args.prompts, "seeds": N,
                                                     "steps": args.steps, "results": results}, indent=1))
     short = [p.split()[-1] for p in args.prompts]

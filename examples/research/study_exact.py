@@ -11,7 +11,7 @@ Knobs: `hold` computes a level's target once and takes the n steps toward it; `k
 inverts (SDI) the noise once per level and re-predicts with it at each step; `views` makes the
 parameters one wide image seen through shifted crops, a crop a step.
 
-    python examples/study_exact.py --out docs/exact-study --jobs 16   # the tables (about an hour of CPU)
+    python examples/research/study_exact.py --out docs/exact-study --jobs 16   # the tables (about an hour of CPU)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Probe SDI in 2D on the embedded prior: does it keep a DDIM sample, how do its knobs matter?
 
-    python examples/sdi_probe.py --steps 60 --variant "{'init': 'ddim'}" --variant "{'inversion_cfg_scale': 7.5}" \
+    python examples/research/sdi_probe.py --steps 60 --variant "{'init': 'ddim'}" --variant "{'inversion_cfg_scale': 7.5}" \
         --variant "{'opt': 'sgd', 'lr': 1.0}" --variant "{'method': 'sds'}"
 
 Optimises one 64x64 image of --prompt (front view) directly with guidance_loss, from grey or from
