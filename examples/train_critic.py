@@ -25,7 +25,8 @@ from gsdi.prompts import VIEW_WORDS
 from gsdi.world import CATEGORIES, PALETTE, pad_objects, render_objects
 from gsdi.eval.critic import Critic, quality_loss, training_batch
 from gsdi.world.objects import build_object, without_part
-from gsdi.eval.training import fit, save_weights, training_arguments
+from gsdi.eval.training import fit, save_weights
+from training_args import training_arguments  # examples/training_args.py
 
 
 def part_pool(n: int, seed: int, size: int, device: str, batch: int = 1024) -> dict[str, torch.Tensor]:

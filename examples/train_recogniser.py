@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from gsdi.world import render_pool
 from gsdi.eval.recogniser import Recogniser, degrade
-from gsdi.eval.training import fit, save_weights, training_arguments
+from gsdi.eval.training import fit, save_weights
+from training_args import training_arguments  # examples/training_args.py
 
 
 def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, batch: int = 1024) -> dict[str, float]:

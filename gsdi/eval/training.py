@@ -1,13 +1,13 @@
 """The training loop and weight files shared by the world's small networks (the recogniser, the critic).
 
-Used by examples/train_recogniser.py and examples/train_critic.py: AdamW with a one-cycle schedule,
+Used by examples/train_recogniser.py and examples/train_critic.py (their shared command line is
+examples/training_args.py): AdamW with a one-cycle schedule,
 a JSON line of the loss every `log_every` steps, and fp16 safetensors with a JSON card beside them,
 which `load_weights` reads back for the package.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -56,17 +56,3 @@ def load_weights(folder: Path, stem: str, build: Callable[[dict], nn.Module], tr
     model = build(json.loads(card_file.read_text()) if card_file.is_file() else {})
     model.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
     return model.to(device).eval().requires_grad_(False)
-
-
-def training_arguments(description: str, train: int, held_out: int, steps: int, what: str) -> argparse.Namespace:
-    """The command line of a world network's training script (pool sizes, steps, batch, lr, width, device, --out)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--train", type=int, default=train, help=f"training {what}")
-    parser.add_argument("--held-out", type=int, default=held_out, help=f"held-out {what} (other seeds)")
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, required=True)
-    return parser.parse_args()

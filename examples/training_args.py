@@ -1,0 +1,20 @@
+"""The command line that examples/train_recogniser.py and examples/train_critic.py share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def training_arguments(description: str, train: int, held_out: int, steps: int, what: str) -> argparse.Namespace:
+    """The command line of a world network's training script (pool sizes, steps, batch, lr, width, device, --out)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--train", type=int, default=train, help=f"training {what}")
+    parser.add_argument("--held-out", type=int, default=held_out, help=f"held-out {what} (other seeds)")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, required=True)
+    return parser.parse_args()
