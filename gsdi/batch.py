@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from gsdi.config import OPTION_KEYS, GenerateConfig, make_config
+from gsdi.config import OPTION_KEYS, GenerateConfig, is_embedded_prior, make_config
 from gsdi.errors import GsdiError
 from gsdi.outputs import PREVIEW, SCENE, TURNTABLE, slug
 
@@ -80,7 +80,13 @@ def job_config(job: Job, defaults: dict[str, Any]) -> GenerateConfig:
         else:
             overrides[OPTION_KEYS[key]] = value
     try:
-        return make_config(job.prompt, preset, **overrides)
+        config = make_config(job.prompt, preset, **overrides)
+        if is_embedded_prior(config.prior):  # its words, now, not when the line's turn comes
+            from gsdi.world.language import parse
+
+            for text in filter(None, (config.prompt, config.negative_prompt)):
+                parse(text)
+        return config
     except GsdiError as error:
         raise GsdiError(f"line {job.line} ({job.prompt!r}): {error}") from None
 

@@ -42,7 +42,7 @@ def generate(
     guidance: str = typer.Option("auto", help="sdi (noise from DDIM inversion of the render), sds (random noise) or auto: sds with annealed t on the embedded prior (it beats sdi there, at equal steps and at equal time), sdi on Stable Diffusion (README, Guidance)."),
     prior: Optional[str] = typer.Option(None, help="embedded (default: gsdi's small world model, offline), a Stable Diffusion hub id or a local diffusers folder."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: from the preset)."),
-    seed: int = typer.Option(0, help="Random seed. The same seed and settings give the same result on the same machine with the same CPU thread count or GPU (floating-point sums differ between thread counts and processors); metrics.json records the thread count used: pin it with --set cpu_threads=N or OMP_NUM_THREADS=N."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default 0). The same seed and settings give the same result on the same machine with the same CPU thread count or GPU (floating-point sums differ between thread counts and processors); metrics.json records the thread count used: pin it with --set cpu_threads=N or OMP_NUM_THREADS=N."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
     preset: str = typer.Option("auto", help="auto (default for the embedded prior, stable-diffusion for a Stable Diffusion prior), default (1000 steps with the embedded prior), preview (300 steps, renders at 256²), long (1500 steps) or stable-diffusion (the paper's SDI settings, 1200 steps); README, Presets."),
     negative: str = typer.Option("", help="Negative prompt (classifier-free guidance)."),
@@ -66,14 +66,21 @@ def generate(
 
     on_log = None
     if view:
-        from gsdi.viewer import show, start_server
+        from gsdi.viewer import address, show, start_server
 
         server = start_server(port)
-        typer.echo(f"live view at http://127.0.0.1:{port}")
+        typer.echo(f"live view at {address(server)}")
         on_log = lambda gen: show(server, dict(gen.params.items()))  # noqa: E731
     if resume is not None:
-        if prompt is not None or out is not None or settings:
-            raise GsdiError("--resume takes the prompt, --out and settings from the checkpoint; give only --resume DIR")
+        given = {"a prompt": prompt is not None, "--out": out is not None, "--set": bool(settings),
+                 "--steps": steps is not None, "--seed": seed is not None, "--preset": preset != "auto",
+                 "--guidance": guidance != "auto", "--prior": prior is not None, "--device": device != "auto",
+                 "--negative": negative != "", "--perp-neg/--no-perp-neg": perp_neg is not None,
+                 "--renderer": renderer != "auto", "--checkpoint-every": checkpoint_every is not None,
+                 "--no-turntable": not turntable, "--eager": eager, "--force": force}
+        if any(given.values()):
+            raise GsdiError(f"--resume continues with the checkpoint's own settings; drop {', '.join(k for k, v in given.items() if v)} "
+                            "(or start a new run with --force)")
         result = run_generate(resume=resume, progress=not quiet, on_log=on_log)
     else:
         if prompt is None:
@@ -90,7 +97,7 @@ def generate(
         from gsdi.formats import read_ply
 
         show(server, read_ply(result.ply))
-        typer.echo(f"the finished scene stays at http://127.0.0.1:{port}; Ctrl-C to quit")
+        typer.echo(f"the finished scene stays at {address(server)}; Ctrl-C to quit")
         serve_until_interrupted(server)
 
 
@@ -109,7 +116,7 @@ FORMATS = {"ply": ".ply", "splat": ".splat", "ply-compressed": ".compressed.ply"
 
 
 @app.command()
-def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard or compressed) or .splat.")) -> None:
+def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard or compressed) or .splat, or a gsdi output folder (its scene.ply).")) -> None:
     """Count, bounds and colours of a splat scene.
 
     Also the SH degree, size on disk and opacities.
@@ -119,6 +126,10 @@ def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard o
     from gsdi.formats import read_any
     from gsdi.scene import sh0_to_rgb, sh_degree_of
 
+    if scene.is_dir():
+        from gsdi.outputs import SCENE
+
+        scene = scene / SCENE
     p = read_any(scene)
     N = p["means"].shape[0]
     degree = sh_degree_of(p)
@@ -244,12 +255,12 @@ def view(
 ) -> None:
     """Open a splat scene in the browser (viser). Ctrl-C stops the viewer."""
     from gsdi.formats import read_any
-    from gsdi.viewer import show, start_server
+    from gsdi.viewer import address, show, start_server
 
     params = read_any(scene)
     server = start_server(port, host)
     show(server, params)
-    typer.echo(f"viewing {scene} ({params['means'].shape[0]} Gaussians) at http://{host}:{port} (Ctrl-C to stop)")
+    typer.echo(f"viewing {scene} ({params['means'].shape[0]} Gaussians) at {address(server)} (Ctrl-C to stop)")
     serve_until_interrupted(server)
 
 

@@ -83,7 +83,7 @@ def write_turntable(params: dict[str, Tensor], path: str | Path, frames: int = T
     return path
 
 
-MP4_HINT = "an .mp4 needs the video extra (pip install -e \".[video]\" in gsdi's folder); wrote a .gif instead"
+MP4_HINT = "an .mp4 needs the video extra (pip install \".[video]\" in gsdi's folder); wrote a .gif instead"
 
 
 def has_mp4() -> bool:

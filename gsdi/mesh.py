@@ -22,7 +22,7 @@ MESH_FORMATS = {"mesh-obj": ".obj", "mesh-ply": ".ply", "mesh-glb": ".glb"}
 SYSTEM_PACKAGES = {"libusb-1.0": "libusb-1.0-0", "libGL": "libgl1", "libgomp": "libgomp1", "libX11": "libx11-6"}
 
 
-EXTRA_HINT = "install the mesh extra: pip install -e \".[mesh]\" in gsdi's folder (README, Install)"
+EXTRA_HINT = "install the mesh extra: pip install \".[mesh]\" in gsdi's folder (README, Install)"
 
 
 def open3d(purpose: str = "meshes") -> Any:

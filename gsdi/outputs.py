@@ -26,8 +26,11 @@ SLUG_LENGTH = 60
 
 
 def slug(prompt: str) -> str:
-    """A folder name for a prompt: lower-case words joined by '-', at most SLUG_LENGTH characters."""
-    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:SLUG_LENGTH] or "scene"
+    """A folder name for a prompt: lower-case words joined by '-', at most SLUG_LENGTH characters; a
+    trailing view phrase, which each camera replaces, is left out ("a blue car, front view" -> a-blue-car)."""
+    from gsdi.prompts import without_view
+
+    return re.sub(r"[^a-z0-9]+", "-", without_view(prompt).lower()).strip("-")[:SLUG_LENGTH] or "scene"
 
 
 def default_output_dir(prompt: str) -> Path:
@@ -77,6 +80,9 @@ def fsync_replace(tmp: Path, path: Path) -> None:
     """Flush tmp to disk and rename it over path (atomic on POSIX), then flush the folder entry."""
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # as an ordinary new file (some writers create theirs 0600)
     os.replace(tmp, path)
     try:
         fd = os.open(path.parent, os.O_RDONLY)

@@ -161,6 +161,8 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
         if gen.device.type == "cpu" and gen.step == 0:
             bar.note(gen.threads_note)
             bar.note(expected_cpu_time(config))
+        if gen.step > 0:
+            bar.note(f"resuming at step {gen.step} of {config.steps}")
         while gen.step < config.steps:
             start = time.perf_counter()
             try:

@@ -20,7 +20,7 @@ def start_server(port: int = 8080, host: str = "127.0.0.1") -> Any:
         import viser
     except ImportError:
         raise GsdiError("the viewer needs viser, which is not installed; install the viewer extra: "
-                        "pip install -e \".[viewer]\" in gsdi's folder (README, Install)") from None
+                        "pip install \".[viewer]\" in gsdi's folder (README, Install)") from None
     try:
         server = viser.ViserServer(host=host, port=port, verbose=False)
     except OSError as error:
@@ -30,6 +30,11 @@ def start_server(port: int = 8080, host: str = "127.0.0.1") -> Any:
     server.initial_camera.look_at = (0.0, 0.0, 0.0)
     server.initial_camera.up = (0.0, -1.0, 0.0)
     return server
+
+
+def address(server: Any) -> str:
+    """The page's real address: viser moves to the next free port when the asked one is taken."""
+    return f"http://{server.get_host()}:{server.get_port()}"
 
 
 def splat_arrays(params: dict[str, Tensor]) -> dict[str, Any]:

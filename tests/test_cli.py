@@ -13,7 +13,7 @@ from conftest import run_main, small_scene
 
 from gsdi.cli import main
 from gsdi.config import GenerateConfig
-from gsdi.formats import read_ply
+from gsdi.formats import read_ply, write_ply
 
 
 @pytest.mark.slow
@@ -156,3 +156,31 @@ def test_help_reads_at_80_columns(command):
     assert lines and all(len(line) <= 80 for line in lines)
     body = "\n".join(line for line in lines if not line.startswith("Usage:"))
     assert "…" not in body and "..." not in body, body  # nothing cut short
+
+
+def test_resume_refuses_settings_it_would_ignore(tmp_path, capsys):
+    code, _, err = run_main(["generate", "--resume", str(tmp_path), "--steps", "5", "--seed", "2", "--no-turntable"], capsys)
+    assert code == 2 and "--steps, --seed, --no-turntable" in err and "checkpoint's own settings" in err, err
+
+
+def test_info_reads_an_output_folders_scene(tmp_path, capsys):
+    write_ply(tmp_path / "scene.ply", small_scene())
+    main(["info", str(tmp_path)])
+    assert "64" in capsys.readouterr().out
+
+
+def test_output_folders_leave_out_the_view_phrase_and_files_are_readable_by_others(tmp_path):
+    import stat
+
+    import gsdi
+    from gsdi.outputs import slug
+
+    assert slug("a blue car, front view") == "a-blue-car"
+    threads = torch.get_num_threads()
+    try:
+        result = gsdi.generate("a red castle.", out=tmp_path / "run", steps=2, device="cpu", progress=False,
+                               turntable_frames=0, cpu_threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in result.out.iterdir()}
+    assert modes["checkpoint.safetensors"] == modes["scene.ply"], modes

@@ -82,3 +82,18 @@ def test_viewer_page_shows_the_scene_in_headless_chromium(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_taken_port_is_reported_as_the_port_the_page_really_has():
+    pytest.importorskip("viser", reason="the viewer extra: pip install -e \".[viewer]\"")
+    from gsdi.viewer import address, start_server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = start_server(port)
+        try:
+            assert address(server) == f"http://127.0.0.1:{server.get_port()}" and server.get_port() != port
+        finally:
+            server.stop()

@@ -117,3 +117,9 @@ def test_unknown_word_error_lists_words_only():
     message = str(info.value)
     words = message.split("its words are: ")[1].split(" (")[0].split()
     assert "," not in words and "castle" in words and "red" in words and "view" in words
+
+
+def test_common_spellings_and_sentence_punctuation_are_read():
+    assert parse("a grey castle") == parse("a gray castle") == Prompt("castle", "gray")
+    assert parse("A red castle.") == parse("a red castle!") == Prompt("castle", "red")
+    assert parse("a blue car, back view.") == Prompt("car", "blue", "back")

@@ -1,7 +1,8 @@
 """The embedded prior's whole language: "[a|an] [colour] category[, view view]".
 
-Prompts such as "a castle", "a red castle", "an orange car", "a blue car, back view". An unknown
-word is a GsdiError that lists the vocabulary, never a silent fallback.
+Prompts such as "a castle", "a red castle", "an orange car", "a blue car, back view". "grey" reads
+as "gray" and a full stop, "!" or "?" as nothing. An unknown word is a GsdiError that lists the
+vocabulary, never a silent fallback.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ class Prompt:
     view: str | None = None
 
 
+SPELLINGS = {"grey": "gray"}  # other spellings people use, read as the vocabulary's word
+IGNORED = (".", "!", "?")  # sentence punctuation, read as nothing ("a red castle." is "a red castle")
+
+
 def words(text: str) -> list[str]:
-    """Lower-case words, with the comma as a word of its own."""
-    return re.findall(r"[a-z]+|,|\S", text.lower())
+    """Lower-case words, with the comma as a word of its own; SPELLINGS read as the vocabulary's word and
+    IGNORED punctuation dropped."""
+    return [SPELLINGS.get(w, w) for w in re.findall(r"[a-z]+|,|\S", text.lower()) if w not in IGNORED]
 
 
 def parse(text: str) -> Prompt:
