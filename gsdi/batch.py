@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from gsdi.config import OPTION_KEYS, GenerateConfig, is_embedded_prior, make_config
 from gsdi.errors import GsdiError
-from gsdi.outputs import PREVIEW, SCENE, TURNTABLE, slug
+from gsdi.outputs import METRICS, PREVIEW, SCENE, TURNTABLE, slug
 
 LINE_OPTIONS = ("seed", "preset", "steps", "guidance", "negative")  # a line's key=value (config.OPTION_KEYS)
 STATUS_FILE = "status.json"
@@ -92,7 +92,9 @@ def job_config(job: Job, defaults: dict[str, Any]) -> GenerateConfig:
 
 
 def is_finished(folder: Path) -> bool:
-    return (folder / SCENE).is_file()
+    """Whether a job's folder holds a finished run: metrics.json is the run's last file (an interrupted or
+    killed run may have left a scene.ply, but never metrics.json)."""
+    return (folder / METRICS).is_file() and (folder / SCENE).is_file()
 
 
 @dataclass
@@ -174,14 +176,14 @@ def _bind_device(dist: Distributed, device: str) -> str | None:
 
 def _run_job(job: Job, config: GenerateConfig, folder: Path, priors: dict, progress: bool) -> dict[str, Any]:
     from gsdi.device import resolve_device
-    from gsdi.run import run
     from gsdi.outputs import prepare_output_dir, write_json
     from gsdi.priors import load_prior
+    from gsdi.run import Interrupted, run
 
     start = time.perf_counter()
     status: dict[str, Any] = {"index": job.index, "prompt": job.prompt, "options": job.options}
     try:
-        prepare_output_dir(folder, force=True)  # a folder without scene.ply holds only an unfinished run
+        prepare_output_dir(folder, force=True)  # a folder without metrics.json holds only an unfinished run
         key = (config.prior, config.device, config.cuda_graphs)
         if key not in priors:
             priors[key] = load_prior(config.prior, resolve_device(config.device), config.cuda_graphs)
@@ -189,6 +191,8 @@ def _run_job(job: Job, config: GenerateConfig, folder: Path, priors: dict, progr
         status.update(status="done", num_gaussians=result.num_gaussians, ms_per_step=result.ms_per_step)
     except GsdiError as error:
         status.update(status="failed", error=str(error))
+    except Interrupted:  # Ctrl-C / SIGTERM stops the batch; a rerun does this prompt again
+        raise
     except Exception as error:  # one broken prompt must not stop the others; the traceback is kept
         status.update(status="failed", error=f"internal error: {type(error).__name__}: {error}",
                       traceback=traceback.format_exc())

@@ -15,23 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from gsdi.errors import GsdiError
-from gsdi.outputs import CHECKPOINT, fsync_replace
+from gsdi.outputs import CHECKPOINT, write_atomically
 from gsdi.version import __version__
 
 FORMAT = "gsdi-checkpoint-1"
 
 
 def write_checkpoint(folder: Path, tensors: dict[str, Any], meta: dict[str, Any]) -> Path:
-    """Write tensors and meta to folder/checkpoint.safetensors atomically; returns the path."""
+    """Write tensors and meta to folder/checkpoint.safetensors atomically (the previous checkpoint stays
+    whole until the new one is: a run killed while writing resumes from the last complete one; a full
+    disk is a GsdiError that keeps it); returns the path."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CHECKPOINT
-    tmp = folder / (CHECKPOINT + ".tmp")
     document = {"format": FORMAT, "gsdi_version": __version__, **meta}
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-              metadata={"gsdi": json.dumps(document)})
-    fsync_replace(tmp, path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"gsdi": json.dumps(document)}))
     return path
 
 

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gsdi.errors import GsdiError
 
@@ -74,6 +74,20 @@ def remove_new_files(out: Path, before: "set[Path] | None") -> None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """`write(tmp)` beside `path`, then rename it over `path`: a reader sees the old file or the new one,
+    never half of one. On OSError (a full disk, a lost mount) the half-written tmp is removed, the
+    previous file stays as it was, and a GsdiError says so in one line."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        fsync_replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        kept = f"; the previous {path.name} is kept" if path.exists() else ""
+        raise GsdiError(f"could not write {path} ({error.strerror or error}){kept}") from None
 
 
 def fsync_replace(tmp: Path, path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from gsdi.config import GenerateConfig, make_config
 from gsdi.errors import GsdiError
 from gsdi.outputs import (CHECKPOINT, CONFIG, METRICS, PREVIEW, SCENE, TURNTABLE, check_output_dir, default_output_dir,
-                          prepare_output_dir, remove_new_files, write_json)
+                          prepare_output_dir, remove_new_files, write_atomically, write_json)
 from gsdi.progress import StepProgress
 from gsdi.version import __version__
 
@@ -156,6 +156,9 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
 
     def checkpoint() -> None:
         write_checkpoint(out, *gen.state_dict())
+        saved.append(gen.step)
+
+    saved: list[int] = []  # the steps checkpointed in this run
 
     with StopSignals() as stop, StepProgress(config.steps, enabled=progress, start=gen.step) as bar:
         if gen.device.type == "cpu" and gen.step == 0:
@@ -169,7 +172,8 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
                 record = gen.advance()
             except torch.cuda.OutOfMemoryError:
                 gen.optimizers_zero_grad()
-                raise GsdiError(out_of_memory_advice(config, gen.device)) from None
+                kept = f"; the checkpoint of step {saved[-1]} is kept: gsdi generate --resume {out}" if saved else ""
+                raise GsdiError(out_of_memory_advice(config, gen.device) + kept) from None
             except NonFiniteError as error:
                 checkpoint()
                 raise GsdiError(f"{error} (a checkpoint of step {gen.step} is in {out})") from None
@@ -181,7 +185,7 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
                     on_log(gen)
             if stop.received is not None:
                 checkpoint()
-                write_ply(out / SCENE, gen.params)
+                write_atomically(out / SCENE, lambda tmp: write_ply(tmp, gen.params))
                 raise Interrupted(stop.received, gen.step, config.steps, out)
             if config.checkpoint_every and gen.step % config.checkpoint_every == 0 and gen.step < config.steps:
                 checkpoint()
@@ -198,7 +202,7 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
 
     config = gen.config
     peak = torch.cuda.max_memory_allocated(gen.device) / 2**20 if gen.device.type == "cuda" else None
-    write_ply(out / SCENE, gen.params)
+    write_atomically(out / SCENE, lambda tmp: write_ply(tmp, gen.params))
     write_png(out / PREVIEW, image_grid(gen.preview_views(config.render.preview_size), 4))
     turntable = None
     if config.turntable_frames > 0:
@@ -236,8 +240,8 @@ def expected_cpu_time(config: GenerateConfig) -> str | None:
 def out_of_memory_advice(config: GenerateConfig, device: "torch.device") -> str:
     import torch
 
-    total = torch.cuda.get_device_properties(device).total_memory / 2**30
-    return (f"the GPU ran out of memory ({total:.0f} GiB card); lower what a step holds: --preset preview, "
+    card = f" ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB card)" if device.type == "cuda" else ""
+    return (f"the GPU ran out of memory{card}; a new run can hold less a step: --preset preview, "
             f"--set render.max_resolution=256 (now {config.render.max_resolution}), "
             f"--set densify.max_gaussians={config.densify.max_gaussians // 2} (now {config.densify.max_gaussians}), "
             f"--set camera.views_per_step=1 (now {config.camera.views_per_step}); or close other GPU programs")

@@ -103,3 +103,37 @@ def test_torchrun_two_processes_on_cpu_then_resume(tmp_path):
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert second.stdout.count("already done, skipped") == 3, second.stdout
     assert (out / "0000-a-red-castle" / "scene.ply").stat().st_mtime_ns == mtime
+
+
+def test_a_batch_stopped_mid_prompt_and_run_again_has_every_prompt_once_and_complete(tmp_path, monkeypatch):
+    """Ctrl-C in the second prompt (its scene.ply and checkpoint written, as a stopped run leaves them) stops
+    the batch; the rerun skips the finished first prompt, redoes the second and does the third."""
+    import gsdi.run
+    from gsdi.batch import run_batch
+    from gsdi.run import Interrupted
+
+    real_run = gsdi.run.run
+
+    def stopped_in_the_car(config, out, *args, **kwargs):
+        if "car" in config.prompt:
+            (out / "scene.ply").write_bytes(b"half a scene")
+            raise Interrupted(2, 1, config.steps, out)
+        return real_run(config, out, *args, **kwargs)
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red castle\na blue car\na yellow duck\n")
+    defaults = {"preset": "preview", "steps": 2, "device": "cpu"}
+    monkeypatch.setattr(gsdi.run, "run", stopped_in_the_car)
+    with pytest.raises(Interrupted):
+        run_batch(prompts, tmp_path / "out", defaults, progress=False, echo=lambda line: None)
+    assert not (tmp_path / "out" / "0002-a-yellow-duck").exists()  # the batch stopped there
+    monkeypatch.undo()
+    lines = []
+    index = run_batch(prompts, tmp_path / "out", defaults, progress=False, echo=lines.append)
+    assert "already done, skipped" in lines[0] and all("done in" in line for line in lines[1:]), lines
+    assert [job["prompt"] for job in index["jobs"]] == ["a red castle", "a blue car", "a yellow duck"]
+    assert [job["status"] for job in index["jobs"]] == ["done"] * 3
+    for job in index["jobs"]:
+        folder = tmp_path / "out" / job["folder"]
+        assert {"scene.ply", "preview.png", "metrics.json", "config.json"} <= {p.name for p in folder.iterdir()}
+        assert folder / "preview.png" and job["folder"] in (tmp_path / "out" / "index.html").read_text()

@@ -15,20 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import run_main
+
 from gsdi.checkpoint import read_checkpoint
-from gsdi.cli import main
 from gsdi.formats import read_ply
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, float]]:
     return {str(p): (p.read_bytes(), p.stat().st_mtime) for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def run_main(argv, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
 
 
 def setup_existing(tmp: Path) -> None:
@@ -71,7 +65,7 @@ CASES = [
     ("damaged SD folder", ["generate", "a castle", "--prior", "{tmp}/damaged-sd", "--out", "{tmp}/o2"], 2, "could not load"),
     ("resume without checkpoint", ["generate", "--resume", "{tmp}/no-checkpoint"], 2, "nothing to resume"),
     ("resume damaged checkpoint", ["generate", "--resume", "{tmp}/bad-checkpoint"], 2, "damaged"),
-    ("resume with a prompt", ["generate", "a castle", "--resume", "{tmp}/no-checkpoint"], 2, "only --resume"),
+    ("resume with a prompt", ["generate", "a castle", "--resume", "{tmp}/no-checkpoint"], 2, "drop a prompt"),
     ("batch list missing", ["batch", "{tmp}/nowhere.txt", "--out", "{tmp}/b"], 2, "cannot read prompt list"),
     ("info on a non-ply", ["info", "{tmp}/a-file"], 2, "a-file"),
 ]
@@ -206,3 +200,94 @@ def test_sigterm_saves_a_checkpoint_and_the_scene(tmp_path):
     # The interrupted folder is protected: a new run there needs --force or --resume.
     again = subprocess.run(GENERATE[:3] + ["--out", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_a_full_disk_keeps_the_previous_file_and_says_so_in_one_line(tmp_path):
+    import errno
+
+    from gsdi.errors import GsdiError
+    from gsdi.outputs import write_atomically
+
+    path = tmp_path / "scene.ply"
+    path.write_bytes(b"the good scene")
+
+    def fills_the_disk(tmp):
+        tmp.write_bytes(b"half of a new")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(GsdiError) as info:
+        write_atomically(path, fills_the_disk)
+    assert str(info.value) == f"could not write {path} (No space left on device); the previous scene.ply is kept"
+    assert path.read_bytes() == b"the good scene" and [p.name for p in tmp_path.iterdir()] == ["scene.ply"]
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_the_last_one_whole_and_exits_2(tmp_path, capsys, monkeypatch):
+    """The disk fills at the second checkpoint (step 8): one line, exit 2, and step 4's checkpoint resumes."""
+    import errno
+
+    import safetensors.torch
+
+    real_save = safetensors.torch.save_file
+    saved = []
+
+    def save_then_fill(tensors, filename, metadata=None):
+        saved.append(filename)
+        if len(saved) == 2:
+            open(filename, "wb").write(b"\x00" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_then_fill)
+    out = tmp_path / "run"
+    code, _, err = run_main(["generate", "a red castle", "--steps", "8", "--checkpoint-every", "4", "--out", str(out),
+                             "--device", "cpu", "--preset", "preview", "--no-turntable", "--quiet",
+                             "--set", "cpu_threads=1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "No space left on device" in err and "previous checkpoint.safetensors is kept" in err, err
+    monkeypatch.undo()
+    assert read_checkpoint(out)[1]["step"] == 4 and not (out / "checkpoint.safetensors.tmp").exists()
+
+
+def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_last_complete_one(tmp_path):
+    """kill -9 between writing checkpoint.safetensors.tmp and renaming it leaves the tmp beside the last
+    complete checkpoint; --resume reads the complete one and ends where an uninterrupted run ends."""
+    import gsdi
+    from gsdi.run import Interrupted
+
+    run = {"steps": 8, "seed": 2, "device": "cpu", "cpu_threads": 1, "turntable_frames": 0, "progress": False,
+           "log_every": 1, "preset": "preview"}
+    threads = torch.get_num_threads()
+
+    def stop_at_4(gen):
+        if gen.step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    try:
+        full = gsdi.generate("a red castle", out=tmp_path / "full", **run).ply
+        with pytest.raises(Interrupted):
+            gsdi.generate("a red castle", out=tmp_path / "part", on_log=stop_at_4, **run)
+        (tmp_path / "part" / "checkpoint.safetensors.tmp").write_bytes(b"\x93half a checkpoint")  # the kill
+        resumed = gsdi.generate(resume=tmp_path / "part", progress=False).ply
+    finally:
+        torch.set_num_threads(threads)
+    assert full.read_bytes() == resumed.read_bytes()
+
+
+def test_out_of_memory_names_the_settings_to_lower_and_keeps_the_checkpoint(tmp_path, capsys, monkeypatch):
+    from gsdi.step import Generation
+
+    real_advance = Generation.advance
+
+    def out_of_memory_at_step_6(self):
+        if self.step == 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_advance(self)
+
+    monkeypatch.setattr(Generation, "advance", out_of_memory_at_step_6)
+    out = tmp_path / "run"
+    code, _, err = run_main(["generate", "a red castle", "--steps", "8", "--checkpoint-every", "4", "--out", str(out),
+                             "--device", "cpu", "--preset", "preview", "--no-turntable", "--quiet",
+                             "--set", "cpu_threads=1"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "render.max_resolution" in err and "densify.max_gaussians" in err and "camera.views_per_step" in err
+    assert f"the checkpoint of step 4 is kept: gsdi generate --resume {out}" in err
+    assert read_checkpoint(out)[1]["step"] == 4
