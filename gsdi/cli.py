@@ -191,9 +191,13 @@ def export(
         params = clean_splats(params)
         note = f", {before - params['means'].shape[0]} floaters removed"
     if format.startswith("mesh-"):
-        from gsdi.mesh import splats_to_mesh, write_mesh
+        from gsdi.mesh import VIEWS_PER_RING, splats_to_mesh, write_mesh
 
-        mesh = splats_to_mesh(params, voxel=voxel)
+        def on_view(done: int, total: int) -> None:
+            if done % VIEWS_PER_RING == 0:
+                typer.echo(f"meshing: {done}/{total} views fused", err=True)
+
+        mesh = splats_to_mesh(params, voxel=voxel, on_view=on_view)
         write_mesh(mesh, target)
         typer.echo(f"wrote {target} ({len(mesh.vertices)} vertices, {len(mesh.triangles)} triangles, "
                    f"area {mesh.get_surface_area():.3f}{note})")

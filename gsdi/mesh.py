@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -41,8 +41,11 @@ def open3d(purpose: str = "meshes") -> Any:
     return o3d
 
 
-def rgbd_views(params: dict[str, Tensor], size: int = 256, azimuths: int = 16,
-               elevations: tuple[float, ...] = (-20.0, 15.0, 50.0), distance: float = 2.2, fov: float = 50.0):
+VIEWS_PER_RING, RINGS = 16, (-20.0, 15.0, 50.0)  # the views a mesh is fused from: azimuths x elevations
+
+
+def rgbd_views(params: dict[str, Tensor], size: int = 256, azimuths: int = VIEWS_PER_RING,
+               elevations: tuple[float, ...] = RINGS, distance: float = 2.2, fov: float = 50.0):
     """Yield (rgb [H,W,3] uint8, depth [H,W] float32 (0 = no surface), K [3,3], viewmat [4,4]) per view."""
     from gsdi.cameras import eval_orbits
     from gsdi.kernels import rasterization
@@ -65,8 +68,10 @@ def rgbd_views(params: dict[str, Tensor], size: int = 256, azimuths: int = 16,
                        cams.Ks[c].numpy(), cams.viewmats[c].numpy())
 
 
-def splats_to_mesh(params: dict[str, Tensor], voxel: float = 0.01, size: int = 256) -> Any:
-    """A cleaned, vertex-coloured open3d TriangleMesh fused from rendered RGB-D views of the splats."""
+def splats_to_mesh(params: dict[str, Tensor], voxel: float = 0.01, size: int = 256,
+                   on_view: Callable[[int, int], None] | None = None) -> Any:
+    """A cleaned, vertex-coloured open3d TriangleMesh fused from rendered RGB-D views of the splats;
+    `on_view(done, total)` after each view is fused (progress)."""
     o3d = open3d()
     # A uniform grid over the splats' bounds (open3d 0.20's ScalableTSDFVolume extracts nothing on CPU here).
     half = float(params["means"].detach().abs().max()) + 8 * voxel
@@ -76,12 +81,15 @@ def splats_to_mesh(params: dict[str, Tensor], voxel: float = 0.01, size: int = 2
     volume = o3d.pipelines.integration.UniformTSDFVolume(
         length=2 * half, resolution=resolution, sdf_trunc=4 * voxel,
         color_type=o3d.pipelines.integration.TSDFVolumeColorType.RGB8, origin=np.full((3, 1), -half))
-    for rgb, depth, K, viewmat in rgbd_views(params, size):
+    total = VIEWS_PER_RING * len(RINGS)
+    for done, (rgb, depth, K, viewmat) in enumerate(rgbd_views(params, size), start=1):
         image = o3d.geometry.RGBDImage.create_from_color_and_depth(
             o3d.geometry.Image(np.ascontiguousarray(rgb)), o3d.geometry.Image(depth), depth_scale=1.0,
             depth_trunc=10.0, convert_rgb_to_intensity=False)
         intrinsic = o3d.camera.PinholeCameraIntrinsic(size, size, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
         volume.integrate(image, intrinsic, viewmat.astype(np.float64))
+        if on_view is not None:
+            on_view(done, total)
     mesh = volume.extract_triangle_mesh()
     if len(mesh.triangles) == 0:
         raise GsdiError("the splats gave no surface to mesh (all views empty or transparent)")
@@ -96,9 +104,22 @@ def splats_to_mesh(params: dict[str, Tensor], voxel: float = 0.01, size: int = 2
 
 
 def write_mesh(mesh: Any, path: str | Path) -> None:
+    """.obj and .ply through open3d; .glb through trimesh, whose glTF is valid at any size (open3d 0.20
+    writes indices as 16-bit whatever the vertex count: an invalid file above 65535 vertices, which
+    the Khronos validator rejects and open3d itself cannot read back)."""
     o3d = open3d()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".glb":
+        try:
+            import trimesh
+        except ImportError:
+            raise GsdiError(f"a .glb mesh needs trimesh; {EXTRA_HINT}") from None
+        colours = (np.asarray(mesh.vertex_colors) * 255).round().clip(0, 255).astype(np.uint8)
+        trimesh.Trimesh(vertices=np.asarray(mesh.vertices), faces=np.asarray(mesh.triangles),
+                        vertex_normals=np.asarray(mesh.vertex_normals), vertex_colors=colours,
+                        process=False).export(str(path))
+        return
     if not o3d.io.write_triangle_mesh(str(path), mesh, write_vertex_colors=True):
         raise GsdiError(f"open3d could not write {path}")
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +139,35 @@ def test_a_missing_system_library_for_open3d_is_named(monkeypatch):
     open3d_import_fails(monkeypatch, "libusb-1.0.so.0: cannot open shared object file: No such file or directory")
     with pytest.raises(GsdiError, match="system library libusb-1.0.so.0 is missing; install libusb-1.0-0"):
         open3d()
+
+
+GLTF_VALIDATOR = Path(os.environ.get("GLTF_VALIDATOR_DIR", "")) / "node_modules" / "gltf-validator"
+
+
+@pytest.mark.mesh  # needs open3d itself
+def test_a_large_glb_is_valid_for_the_khronos_validator_and_reads_back(tmp_path, capsys):
+    """Over 21845 triangles (open3d writes 3 indices a triangle as 16-bit numbers, which overflowed): the
+    Khronos glTF validator finds no error, trimesh and open3d read back the same triangles and colours."""
+    import open3d as o3d
+    import trimesh
+
+    write_ply(tmp_path / "ball.ply", ball_scene(n=20000))
+    main(["export", str(tmp_path / "ball.ply"), "--format", "mesh-glb"])
+    out, err = capsys.readouterr()
+    assert "meshing: 48/48 views fused" in err, err
+    path = tmp_path / "ball.mesh.glb"
+    triangles = int(out.split(" vertices, ")[1].split(" triangles")[0])
+    assert triangles > 65535 // 3, out
+    mesh = trimesh.load(str(path), force="mesh")
+    assert len(mesh.faces) == triangles
+    colours = np.asarray(mesh.visual.vertex_colors)[:, :3].mean(0) / 255
+    assert colours[0] > 0.6 and colours[1] < 0.35, colours  # the ball's red
+    assert len(o3d.io.read_triangle_mesh(str(path)).triangles) == triangles
+    node = shutil.which("node")
+    if node is None or not GLTF_VALIDATOR.is_dir():
+        pytest.skip("needs node and the Khronos validator: npm install gltf-validator, then GLTF_VALIDATOR_DIR=that folder")
+    script = ("const v = require(process.argv[1]); const fs = require('fs');"
+              "v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[2]))).then(r => console.log(JSON.stringify("
+              "{errors: r.issues.numErrors, messages: r.issues.messages.filter(m => m.severity === 0).map(m => m.code)})))")
+    report = subprocess.run([node, "-e", script, str(GLTF_VALIDATOR), str(path)], capture_output=True, text=True, timeout=120)
+    assert json.loads(report.stdout) == {"errors": 0, "messages": []}, report.stdout + report.stderr
