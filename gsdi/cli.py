@@ -111,7 +111,7 @@ def serve_until_interrupted(server) -> None:
         server.stop()
 
 
-FORMATS = {"ply": ".ply", "splat": ".splat", "ply-compressed": ".compressed.ply",
+FORMATS = {"ply": ".ply", "splat": ".splat", "ply-compressed": ".compressed.ply", "spz": ".spz", "sog": ".sog",
            "mesh-obj": ".mesh.obj", "mesh-ply": ".mesh.ply", "mesh-glb": ".mesh.glb"}
 
 
@@ -147,8 +147,8 @@ def info(scene: Path = typer.Argument(..., help="A splat scene: .ply (standard o
 
 @app.command()
 def export(
-    scene: Path = typer.Argument(..., help="The scene to convert (.ply, compressed .ply or .splat)."),
-    format: str = typer.Option(..., "--format", "-f", help="ply (standard 3DGS), splat (web viewers), ply-compressed (SuperSplat), or a coloured mesh: mesh-obj, mesh-ply, mesh-glb (needs open3d)."),
+    scene: Path = typer.Argument(..., help="The scene to convert (.ply, compressed .ply, .splat or .spz)."),
+    format: str = typer.Option(..., "--format", "-f", help="ply (standard 3DGS), splat (web viewers), ply-compressed (PlayCanvas), spz (Niantic), sog (SuperSplat's current format; needs PlayCanvas splat-transform), or a coloured mesh: mesh-obj, mesh-ply, mesh-glb (the mesh extra)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: beside SCENE, named for the format: scene.splat, scene.compressed.ply, scene.mesh.glb and so on; a .ply from a .ply is scene.export.ply, or scene.sh3.ply with --sh-degree 3)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     sh_degree: Optional[int] = typer.Option(None, "--sh-degree", help="ply: write SH bands up to this degree, zeros above the scene's own (renders the same). Use 3 for loaders that expect INRIA's layout at degree 3 (45 f_rest fields), such as the reference 3DGS code."),
@@ -161,7 +161,7 @@ def export(
     Splat formats keep gsdi's axes (-Y up, front +Z, as INRIA/COLMAP captures); mesh formats are
     written +Y up, as glTF requires and mesh tools assume. --y-up / --y-down override either.
     """
-    from gsdi.formats import read_any, write_compressed_ply, write_ply, write_splat
+    from gsdi.formats import read_any, write_compressed_ply, write_ply, write_sog, write_splat, write_spz
 
     if format not in FORMATS:
         raise GsdiError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
@@ -202,7 +202,8 @@ def export(
         typer.echo(f"wrote {target} ({len(mesh.vertices)} vertices, {len(mesh.triangles)} triangles, "
                    f"area {mesh.get_surface_area():.3f}{note})")
         return
-    writer = {"ply": write_ply, "splat": write_splat, "ply-compressed": write_compressed_ply}[format]
+    writer = {"ply": write_ply, "splat": write_splat, "ply-compressed": write_compressed_ply, "spz": write_spz,
+              "sog": write_sog}[format]
     count = writer(target, params)
     dropped = params["means"].shape[0] - count
     why = "non-finite or of opacity <= 1/255" if format == "ply-compressed" else "non-finite"

@@ -1,5 +1,6 @@
-"""The splat file formats: standard 3DGS .ply (the INRIA layout every splat viewer reads), .splat and
-PlayCanvas's compressed .ply, written and read back safely.
+"""The splat file formats: standard 3DGS .ply (the INRIA layout every splat viewer reads), .splat,
+PlayCanvas's compressed .ply, Niantic's .spz (through gsply) and PlayCanvas's .sog (through
+splat-transform), written and read back safely.
 
 Per vertex, float32: x y z, nx ny nz (zeros), f_dc_0..2, f_rest_* (SH bands above 0, channel-major
 as INRIA writes them), opacity (logit), scale_0..2 (log), rot_0..3 (quaternion wxyz). Axes as in
@@ -301,13 +302,66 @@ def read_compressed_ply(path: str | Path) -> dict[str, Tensor]:
             "sh0": ((f(rgb) - 0.5) / SH_C0)[:, None, :], "shN": torch.zeros(N, 0, 3)}
 
 
+SPLAT_TRANSFORM_HINT = "node 18+ and npm install -g @playcanvas/splat-transform@3.7.0"
+
+
+def write_spz(path: str | Path, params: dict[str, Tensor]) -> int:
+    """Niantic's .spz (gzip container, version 3, which every SPZ reader takes) through gsply, a kept
+    reader and writer of the format; rows with NaN are dropped. Returns the count written."""
+    import gsply
+
+    p = {k: v[finite_rows(params)].detach().float().cpu().numpy() for k, v in params.items() if k in PARAM_NAMES}
+    data = gsply.GSData(means=p["means"], scales=p["scales"], quats=p["quats"], opacities=p["opacities"],
+                        sh0=p["sh0"][:, 0], shN=p["shN"])
+    gsply.write_spz(str(path), data, version=3)
+    return p["means"].shape[0]
+
+
+def read_spz(path: str | Path) -> dict[str, Tensor]:
+    """A .spz file (through gsply) in gsdi's parameter layout."""
+    import gsply
+
+    try:
+        data = gsply.read_spz(str(path))
+    except Exception as error:  # gsply raises several types for a damaged file
+        raise GsdiError(f"{path} is not a readable .spz file ({str(error).splitlines()[0][:160]})") from None
+    N = data.means.shape[0]
+    shN = torch.zeros(N, 0, 3) if data.shN is None else torch.as_tensor(np.asarray(data.shN, np.float32)).reshape(N, -1, 3)
+    return {"means": torch.as_tensor(np.asarray(data.means, np.float32)), "scales": torch.as_tensor(np.asarray(data.scales, np.float32)),
+            "quats": torch.as_tensor(np.asarray(data.quats, np.float32)), "opacities": torch.as_tensor(np.asarray(data.opacities, np.float32)).reshape(N),
+            "sh0": torch.as_tensor(np.asarray(data.sh0, np.float32)).reshape(N, 1, 3), "shN": shN}
+
+
+def write_sog(path: str | Path, params: dict[str, Tensor]) -> int:
+    """PlayCanvas's .sog (SuperSplat's default: WebP textures with a palette of SH) through PlayCanvas
+    splat-transform, the format's own converter (node; no Python writer exists): gsdi writes a .ply
+    and splat-transform encodes it, on the CPU. Returns the count written."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    tool = shutil.which("splat-transform")
+    if tool is None:
+        raise GsdiError(f"--format sog is written by PlayCanvas splat-transform, which is not on PATH; install it: {SPLAT_TRANSFORM_HINT}")
+    with tempfile.TemporaryDirectory() as folder:
+        ply = Path(folder) / "scene.ply"
+        count = write_ply(ply, {k: v[finite_rows(params)] for k, v in params.items()})
+        proc = subprocess.run([tool, "-q", "-w", "-g", "cpu", str(ply), str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}").splitlines()[-1]
+        raise GsdiError(f"splat-transform could not write {path}: {reason[:200]}")
+    return count
+
+
 def read_any(path: str | Path) -> dict[str, Tensor]:
-    """A splat scene from .ply (standard or compressed) or .splat, by content."""
+    """A splat scene from .ply (standard or compressed), .splat or .spz, by content."""
     path = Path(path)
     if not path.is_file():
         raise GsdiError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
     if path.suffix.lower() == ".splat":
         return read_splat(path)
+    if path.suffix.lower() == ".spz":
+        return read_spz(path)
     with open(path, "rb") as handle:
         head = handle.read(MAX_HEADER_BYTES)
     if b"element chunk" in head.split(b"end_header")[0]:

@@ -281,3 +281,16 @@ def test_bad_files_are_clear_errors(tmp_path):
     PlyData([PlyElement.describe(np.zeros(2, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")]), "vertex")]).write(str(tmp_path / "pts.ply"))
     with pytest.raises(GsdiError, match="missing properties"):
         read_ply(tmp_path / "pts.ply")
+
+
+@pytest.mark.filterwarnings("ignore:The TBB threading layer")
+def test_export_writes_spz_that_info_reads_and_sog_names_its_tool_when_missing(tmp_path, capsys, monkeypatch):
+    write_ply(tmp_path / "s.ply", scene(n=50))
+    main(["export", str(tmp_path / "s.ply"), "--format", "spz"])
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "s.spz").is_file()
+    main(["info", str(tmp_path / "s.spz")])
+    assert "50" in capsys.readouterr().out
+    monkeypatch.setenv("PATH", str(tmp_path))  # no splat-transform
+    code, captured = run_main(["export", str(tmp_path / "s.ply"), "--format", "sog"], capsys)
+    assert code == 2 and "splat-transform" in captured.err and "npm install" in captured.err
+    assert not (tmp_path / "s.sog").exists()

@@ -1,7 +1,8 @@
 """gsdi's splat files read by the tools people look at splats with.
 
-PlayCanvas splat-transform (the converter behind SuperSplat; node) reads .ply, .splat and the
-compressed .ply; gsply (Python) reads .ply and the compressed .ply; an INRIA-style loader (the
+PlayCanvas splat-transform 3.7 (the converter behind SuperSplat; node) reads every splat format gsdi
+writes: .ply, .splat, the compressed .ply, .spz and .sog; gsply (Python) reads .ply, the compressed
+.ply and .spz; an INRIA-style loader (the
 reference 3DGS code's `load_ply`, which insists on 45 f_rest fields at its SH degree 3) reads the
 export padded with `--sh-degree 3`. Each reader's count, bounds, colours and opacities must be gsdi's.
 """
@@ -17,13 +18,13 @@ import pytest
 import torch
 
 from gsdi.cli import main
-from gsdi.formats import pad_sh, read_ply, write_compressed_ply, write_ply, write_splat
+from gsdi.formats import pad_sh, read_any, read_ply, write_compressed_ply, write_ply, write_sog, write_splat, write_spz
 from gsdi.kernels.projection import SH_C0
 
 SPLAT_TRANSFORM = shutil.which("splat-transform")
 needs_splat_transform = pytest.mark.skipif(
     SPLAT_TRANSFORM is None,
-    reason="needs PlayCanvas splat-transform on PATH (node 18+: npm install -g @playcanvas/splat-transform@2.7.1)")
+    reason="needs PlayCanvas splat-transform on PATH (node 18+: npm install -g @playcanvas/splat-transform@3.7.0)")
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +41,23 @@ def scene():
 @pytest.fixture(scope="module")
 def files(scene, tmp_path_factory):
     folder = tmp_path_factory.mktemp("interop")
-    paths = {"ply": folder / "scene.ply", "splat": folder / "scene.splat", "ply-compressed": folder / "scene.compressed.ply"}
+    paths = {"ply": folder / "scene.ply", "splat": folder / "scene.splat", "ply-compressed": folder / "scene.compressed.ply",
+             "spz": folder / "scene.spz", "sog": folder / "scene.sog"}
     write_ply(paths["ply"], scene)
     write_splat(paths["splat"], scene)
     assert write_compressed_ply(paths["ply-compressed"], scene) == int((torch.sigmoid(scene["opacities"]) > 1 / 255).sum())
+    assert write_spz(paths["spz"], scene) == 700
+    if SPLAT_TRANSFORM is not None:
+        assert write_sog(paths["sog"], scene) == 700
     return paths
 
 
 def assert_same_scene(scene, means, rgb, opacity, fmt: str) -> None:
     """A reader's means [N, 3], colours [N, 3] (0.5 + SH_C0 * f_dc) and opacities [N] (in [0, 1]) against
-    gsdi's, row order aside: the formats sort and quantise (8-bit colour and opacity in .splat and the
-    compressed .ply, 11/10/11-bit positions per chunk of 256 in the latter)."""
+    gsdi's, row order aside: the formats sort and quantise (8-bit colour and opacity in .splat, the
+    compressed .ply and .spz, 11/10/11-bit positions per chunk of 256 in the compressed .ply, 12
+    fractional bits of position in .spz; .sog keeps 16-bit positions (log-scaled) and a palette of
+    colours)."""
     keep = torch.ones(scene["means"].shape[0], dtype=torch.bool)
     if fmt == "ply-compressed":  # it leaves out what 8 bits of opacity make invisible
         keep = torch.sigmoid(scene["opacities"]) > 1 / 255
@@ -58,14 +65,15 @@ def assert_same_scene(scene, means, rgb, opacity, fmt: str) -> None:
     want_rgb = (0.5 + SH_C0 * scene["sh0"][keep, 0]).numpy()
     want_opacity = torch.sigmoid(scene["opacities"][keep]).numpy()
     assert means.shape == want_means.shape, (fmt, means.shape)
-    tol_pos = {"ply": 1e-6, "splat": 1e-6, "ply-compressed": 1e-3}[fmt]
+    tol_pos = {"ply": 1e-6, "splat": 1e-6, "ply-compressed": 1e-3, "spz": 1e-3, "sog": 1e-3}[fmt]
     np.testing.assert_allclose(means.min(0), want_means.min(0), atol=tol_pos, err_msg=fmt)
     np.testing.assert_allclose(means.max(0), want_means.max(0), atol=tol_pos, err_msg=fmt)
-    tol = 1e-5 if fmt == "ply" else 1.0 / 255 + 1e-4
-    if fmt == "splat":  # .splat stores colour as 8-bit RGB in [0, 1]: the clamped colour
+    tol = {"ply": 1e-5, "sog": 0.06}.get(fmt, 1.0 / 255 + 1e-4)  # .sog: 256 palette values a channel, sparse in the tails
+    if fmt in ("splat", "sog"):  # .splat stores 8-bit RGB in [0, 1]; .sog's palette spans the visible colours
         want_rgb = want_rgb.clip(0, 1)
         rgb = rgb.clip(0, 1)
     np.testing.assert_allclose(np.sort(rgb, axis=0), np.sort(want_rgb, axis=0), atol=tol, err_msg=fmt)
+    assert np.abs(np.sort(rgb, axis=0) - np.sort(want_rgb, axis=0)).mean() < 0.005, fmt
     np.testing.assert_allclose(np.sort(opacity), np.sort(want_opacity), atol=tol, err_msg=fmt)
 
 
@@ -77,7 +85,7 @@ def read_csv(path) -> dict[str, np.ndarray]:
 
 
 @needs_splat_transform
-@pytest.mark.parametrize("fmt", ["ply", "splat", "ply-compressed"])
+@pytest.mark.parametrize("fmt", ["ply", "splat", "ply-compressed", "spz", "sog"])
 def test_splat_transform_reads_every_splat_format(files, scene, fmt, tmp_path):
     out = tmp_path / "read.csv"
     proc = subprocess.run([SPLAT_TRANSFORM, "-w", str(files[fmt]), str(out)], capture_output=True, text=True, timeout=120)
@@ -91,10 +99,11 @@ def test_splat_transform_reads_every_splat_format(files, scene, fmt, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:The TBB threading layer")  # numba (under gsply) on an older system TBB
-@pytest.mark.parametrize("fmt", ["ply", "ply-compressed"])
-def test_gsply_reads_ply_and_compressed_ply(files, scene, fmt):
-    gsply = pytest.importorskip("gsply", reason="needs gsply (pip install -e \".[test]\")")
-    data = gsply.plyread(str(files[fmt]))
+@pytest.mark.parametrize("fmt", ["ply", "ply-compressed", "spz"])
+def test_gsply_reads_ply_compressed_ply_and_spz(files, scene, fmt):
+    import gsply
+
+    data = gsply.read_spz(str(files[fmt])) if fmt == "spz" else gsply.plyread(str(files[fmt]))
     rgb = 0.5 + SH_C0 * np.asarray(data.sh0).reshape(-1, 3)
     opacity = 1 / (1 + np.exp(-np.asarray(data.opacities).reshape(-1)))
     assert_same_scene(scene, np.asarray(data.means), rgb, opacity, fmt)
@@ -142,3 +151,11 @@ def test_sh_degree_3_export_reads_in_an_inria_style_loader_and_renders_the_same(
     with pytest.raises(Exception, match="would drop bands"):
         pad_sh(read_ply(padded), 1)
 
+
+
+@pytest.mark.filterwarnings("ignore:The TBB threading layer")
+def test_gsdi_reads_back_the_spz_it_writes(files, scene):
+    back = read_any(files["spz"])
+    assert back["means"].shape == (700, 3) and back["shN"].shape == (700, 0, 3)
+    assert (back["means"] - scene["means"]).abs().max() < 1e-3
+    assert (torch.sigmoid(back["opacities"]) - torch.sigmoid(scene["opacities"])).abs().max() < 1 / 255 + 1e-4
