@@ -2,7 +2,7 @@
 
     python examples/python_api.py "a blue car" --out outputs/api-car --preset preview
 
-The same settings as `gsdi generate` (README, Presets): keyword arguments are the config's keys, dotted
+The same settings as `gsdi generate` (README, What to expect): keyword arguments are the config's keys, dotted
 ones with `__` (guidance__method="sds") or given as a dict.
 """
 

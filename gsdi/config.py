@@ -198,7 +198,7 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
     config = GenerateConfig(prompt=prompt, preset=preset)
     recipe = PRESETS[preset]
     given.setdefault("guidance.method", recipe.get("guidance.method", "auto"))
-    # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the embedded prior (README, Guidance)
+    # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the embedded prior (README and docs/results.md, Guidance)
     given.setdefault("guidance.perp_neg", recipe.get("guidance.perp_neg", not is_embedded_prior(given.get("prior", DEFAULT_PRIOR))))
     for key, value in {**recipe, **given}.items():
         _set(config, key, value)
@@ -209,7 +209,7 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
 
 def resolve_auto_method(config: GenerateConfig) -> None:
     """`--guidance auto`: SDI for Stable Diffusion; SDS with the annealed t schedule for the embedded
-    prior, where SDS beats SDI (README, Guidance; research log). Then the "auto" t schedule. config.json
+    prior, where SDS beats SDI (docs/results.md, Guidance; research log). Then the "auto" t schedule. config.json
     records both resolved."""
     g = config.guidance
     if g.method == "auto" and is_embedded_prior(config.prior):

@@ -1,6 +1,6 @@
 """Named presets: overrides in the dotted form `make_config` takes, on top of GenerateConfig's defaults,
 which are the `default` preset (what `gsdi generate` runs with the embedded prior). The figures behind
-each choice are in the README (Presets) and the research log; comments here name the source only.
+each choice are in docs/results.md and the research log; comments here name the source only.
 
 - default: SDS, t annealed 980 -> 250 over 1000 steps, no late opacity penalty, the top 40% of
   Gaussians grown at each refinement (research log, 2026-12-01 and 2026-12-02).
@@ -28,7 +28,7 @@ STABLE_DIFFUSION: dict[str, Any] = {
     "guidance.cfg_form": "reference",  # ... in its code's form (standard with Perp-Neg, eps_c + s (eps_c - eps_u) without)
     "guidance.prediction_timestep": "scheduled",  # its code: the sample inverted to t' is predicted at t
     "guidance.perp_neg": True,  # its 3D config, against the Janus problem
-    "steps": 1200,  # the 3DGS peers' range (README, Defaults per prior)
+    "steps": 1200,  # the 3DGS peers' range (docs/results.md, Defaults per prior)
     "render.max_resolution": 512,  # SD 2.1 base's native size, as the paper renders
     "scene.num_points": 4096,  # gsdi's long preset; the peers start from 1k-100k points
     "densify.refine_start_iter": 100,  # gsplat's DefaultStrategy and the peers
@@ -44,6 +44,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # Wall seconds of `gsdi generate "a red castle" --preset P [--guidance sdi]` with the embedded prior on
-# 2 CPU cores (README, Presets), by (preset, guidance method): what a CPU run announces at its start.
+# 2 CPU cores (README, What to expect), by (preset, guidance method): what a CPU run announces at its start.
 CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 40, ("default", "sds"): 125, ("default", "sdi"): 320,
                                              ("long", "sds"): 347}

@@ -38,7 +38,7 @@ class StepProgress:
     def note(self, text: str | None) -> None:
         """A line above the bar (nothing when disabled or `text` is None)."""
         if self.progress is not None and text:
-            self.progress.console.print(text)
+            self.progress.console.print(text, soft_wrap=True)  # one line in a log, however long
 
     def update(self, step: int, record: "dict[str, Any] | None" = None) -> None:
         """After every step; `record` (t, loss, gaussians) when the step was logged."""

@@ -40,3 +40,15 @@ def test_progress_bar_fits_80_columns_and_shows_rate_and_eta_from_the_first_step
         text = StringIO()
         Console(file=text, width=80, color_system=None).print(bar.progress.get_renderable())
     assert "1500/1500" in text.getvalue() and "N=100000" in text.getvalue() and "t=250" in text.getvalue()
+
+
+def test_a_note_is_one_line_in_a_log_however_long():
+    from rich.console import Console
+
+    from gsdi.progress import StepProgress
+
+    text = StringIO()
+    note = "CPU: other work keeps 1.0 of 2 cores busy: using 1 thread (choose with OMP_NUM_THREADS=N or --set cpu_threads=N)"
+    with StepProgress(10, console=Console(file=text, width=80, force_terminal=False, color_system=None)) as bar:
+        bar.note(note)
+    assert note + "\n" in text.getvalue(), text.getvalue()
