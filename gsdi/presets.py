@@ -45,5 +45,5 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Wall seconds of `gsdi generate "a red castle" --preset P [--guidance sdi]` with the embedded prior on
 # 2 CPU cores (README, What to expect), by (preset, guidance method): what a CPU run announces at its start.
-CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 40, ("default", "sds"): 125, ("default", "sdi"): 320,
+CPU_SECONDS: dict[tuple[str, str], float] = {("preview", "sds"): 50, ("default", "sds"): 115, ("default", "sdi"): 320,
                                              ("long", "sds"): 347}

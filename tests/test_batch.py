@@ -137,3 +137,61 @@ def test_a_batch_stopped_mid_prompt_and_run_again_has_every_prompt_once_and_comp
         folder = tmp_path / "out" / job["folder"]
         assert {"scene.ply", "preview.png", "metrics.json", "config.json"} <= {p.name for p in folder.iterdir()}
         assert folder / "preview.png" and job["folder"] in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_a_hundred_prompt_soak_with_failures_and_a_stop_loses_nothing_and_repeats_nothing(tmp_path, monkeypatch, capsys):
+    """100 prompts through gsdi batch's bookkeeping (the generation itself replaced by one that writes a
+    run's files at once): a list with a bad line is refused whole; then failures in one prompt of ten and
+    a stop at the 57th; two reruns finish it. Every prompt ends once in index.json with a complete folder."""
+    import types
+
+    import gsdi.run
+    from conftest import run_main, small_scene
+
+    from gsdi.batch import run_batch
+    from gsdi.formats import write_ply
+    from gsdi.outputs import write_json
+    from gsdi.run import Interrupted
+    from gsdi.world import CATEGORIES, PALETTE, describe
+
+    prompts = [describe(category, colour) for colour in PALETTE for category in CATEGORIES]
+    assert len(prompts) == 100
+    listing = tmp_path / "prompts.txt"
+    listing.write_text("\n".join(prompts[:40] + ["a red dragon"] + prompts[40:]) + "\n")
+    code, _, err = run_main(["batch", str(listing), "--out", str(tmp_path / "out"), "--steps", "1"], capsys)
+    assert code == 2 and "line 41" in err and not (tmp_path / "out").exists()
+    listing.write_text("\n".join(prompts) + "\n")
+
+    runs, plan = [], {"fail": set(range(0, 100, 10)), "stop": 57}
+
+    def fake_run(config, out, *args, **kwargs):
+        index = prompts.index(config.prompt)
+        runs.append(index)
+        if index == plan["stop"]:
+            (out / "scene.ply").write_bytes(b"half")
+            raise Interrupted(2, 0, config.steps, out)
+        if index in plan["fail"]:
+            raise GsdiError("injected failure")
+        write_ply(out / "scene.ply", small_scene(8))
+        (out / "preview.png").write_bytes(b"png")
+        write_json(out / "metrics.json", {"steps": config.steps})
+        return types.SimpleNamespace(num_gaussians=8, ms_per_step=1.0)
+
+    monkeypatch.setattr(gsdi.run, "run", fake_run)
+    defaults = {"steps": 1, "device": "cpu"}
+    with pytest.raises(Interrupted):
+        run_batch(listing, tmp_path / "out", defaults, progress=False, echo=lambda line: None)
+    assert runs == list(range(58))
+    plan["stop"] = None
+    index = run_batch(listing, tmp_path / "out", defaults, progress=False, echo=lambda line: None)
+    assert sorted(runs[58:]) == sorted(set(range(57, 100)) | set(range(0, 57, 10)))  # done ones skipped, the rest once
+    assert [job["status"] for job in index["jobs"]].count("failed") == 10
+    plan["fail"] = set()
+    index = run_batch(listing, tmp_path / "out", defaults, progress=False, echo=lambda line: None)
+    assert [job["prompt"] for job in index["jobs"]] == prompts and {job["status"] for job in index["jobs"]} == {"done"}
+    folders = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert folders == sorted(job["folder"] for job in index["jobs"]) and len(folders) == 100
+    for job in index["jobs"]:
+        assert {"scene.ply", "preview.png", "metrics.json"} <= {p.name for p in (tmp_path / "out" / job["folder"]).iterdir()}
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert all(html.count(job["folder"] + "/") >= 1 for job in index["jobs"])
