@@ -22,11 +22,14 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from gsdi.config import OPTION_KEYS, GenerateConfig, is_embedded_prior, make_config
 from gsdi.errors import GsdiError
 from gsdi.outputs import METRICS, PREVIEW, SCENE, TURNTABLE, slug
+
+if TYPE_CHECKING:
+    from gsdi.step import Generation
 
 LINE_OPTIONS = ("seed", "preset", "steps", "guidance", "negative")  # a line's key=value (config.OPTION_KEYS)
 STATUS_FILE = "status.json"
@@ -187,7 +190,7 @@ def _run_job(job: Job, config: GenerateConfig, folder: Path, priors: dict, progr
         key = (config.prior, config.device, config.cuda_graphs)
         if key not in priors:
             priors[key] = load_prior(config.prior, resolve_device(config.device), config.cuda_graphs)
-        result = run(config, folder, progress=progress, prior=priors[key])
+        result = run(config, folder, progress=progress, prior=priors[key], gen=_stopped_run(config, folder, priors[key]))
         status.update(status="done", num_gaussians=result.num_gaussians, ms_per_step=result.ms_per_step)
     except GsdiError as error:
         status.update(status="failed", error=str(error))
@@ -203,6 +206,26 @@ def _run_job(job: Job, config: GenerateConfig, folder: Path, priors: dict, progr
     except OSError:
         pass
     return status
+
+
+def _stopped_run(config: GenerateConfig, folder: Path, prior: Any) -> "Generation | None":
+    """The generation a stopped or killed earlier run of this same job left a checkpoint of, restored to
+    go on from there (None: start afresh)."""
+    from gsdi.checkpoint import read_checkpoint
+    from gsdi.outputs import CHECKPOINT
+    from gsdi.step import Generation  # noqa: F811  (the annotation's name, at run time)
+
+    if not (folder / CHECKPOINT).is_file():
+        return None
+    try:
+        tensors, meta = read_checkpoint(folder)
+    except GsdiError:  # damaged: start again
+        return None
+    if GenerateConfig.from_dict(meta["config"]).to_dict() != config.to_dict() or meta["step"] >= config.steps:
+        return None
+    gen = Generation(config, prior=prior, cpu_threads=meta.get("cpu_threads"))
+    gen.load_state_dict(tensors, meta)
+    return gen
 
 
 def write_index(out: Path, jobs: list[Job]) -> dict[str, Any]:

@@ -195,3 +195,88 @@ def test_a_hundred_prompt_soak_with_failures_and_a_stop_loses_nothing_and_repeat
         assert {"scene.ply", "preview.png", "metrics.json"} <= {p.name for p in (tmp_path / "out" / job["folder"]).iterdir()}
     html = (tmp_path / "out" / "index.html").read_text()
     assert all(html.count(job["folder"] + "/") >= 1 for job in index["jobs"])
+
+
+def test_a_prompt_stopped_mid_run_resumes_from_its_checkpoint_on_the_rerun(tmp_path, monkeypatch):
+    """SIGINT at step 5 of the second prompt (the run saves a checkpoint); the rerun goes on from it and
+    writes the scene an uninterrupted batch writes, byte for byte."""
+    import os
+    import signal
+
+    from gsdi.batch import run_batch
+    from gsdi.run import Interrupted
+    from gsdi.step import Generation
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red castle\na blue car\n")
+    defaults = {"preset": "preview", "steps": 8, "device": "cpu"}
+    quiet = {"progress": False, "echo": lambda line: None}
+    full = run_batch(prompts, tmp_path / "full", defaults, **quiet)
+    real_advance, stepped = Generation.advance, []
+
+    def sigint_in_the_car(self):
+        stepped.append((self.config.prompt, self.step))
+        if self.config.prompt == "a blue car" and self.step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_advance(self)
+
+    monkeypatch.setattr(Generation, "advance", sigint_in_the_car)
+    with pytest.raises(Interrupted):
+        run_batch(prompts, tmp_path / "part", defaults, **quiet)
+    stepped.clear()
+    index = run_batch(prompts, tmp_path / "part", defaults, **quiet)
+    assert stepped == [("a blue car", step) for step in range(6, 8)]  # the castle skipped, the car from step 6
+    for a, b in zip(full["jobs"], index["jobs"]):
+        assert (tmp_path / "full" / a["folder"] / "scene.ply").read_bytes() == (tmp_path / "part" / b["folder"] / "scene.ply").read_bytes()
+
+
+def _worker_pid(parent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker of `rank` among `parent`'s children (Linux /proc)."""
+    from pathlib import Path
+
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = (proc / "status").read_text()
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
+        if ppid == parent and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds torchrun's workers in /proc (Linux)")
+def test_a_lost_torchrun_rank_stops_the_batch_cleanly_and_the_rerun_completes_it(tmp_path):
+    """kill -9 of rank 1 in the middle of its first prompt: torchrun stops rank 0 (SIGTERM: it saves its
+    prompt's checkpoint); the rerun finishes every prompt once, rank 0's stopped prompt from its checkpoint."""
+    import signal
+    import time
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red castle\na blue car\na yellow duck\na green tree\n")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", shutil.which("gsdi"),
+               "batch", str(prompts), "--out", str(out), "--preset", "preview", "--steps", "60", "--device", "cpu", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    agent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 240
+    while not (out / "0001-a-blue-car" / "config.json").is_file():  # rank 1 has started its first prompt
+        assert agent.poll() is None and time.time() < deadline, agent.communicate()
+        time.sleep(0.1)
+    pid = _worker_pid(agent.pid, 1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    agent.communicate(timeout=240)
+    assert agent.returncode != 0
+    assert not (out / "0001-a-blue-car" / "metrics.json").exists()
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    index = json.loads((out / "index.json").read_text())
+    assert [job["prompt"] for job in index["jobs"]] == ["a red castle", "a blue car", "a yellow duck", "a green tree"]
+    assert {job["status"] for job in index["jobs"]} == {"done"}
+    for job in index["jobs"]:
+        assert {"scene.ply", "preview.png", "metrics.json"} <= {p.name for p in (out / job["folder"]).iterdir()}
