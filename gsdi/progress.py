@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 
 class StepProgress:
     """A progress bar that fits 80 columns: steps, bar, rate, ETA (from the first step on), and t, loss
     and Gaussian count of the last logged step; silent when disabled. When the output is a file or a
-    pipe rather than a terminal, a plain line every LINE_EVERY of the run instead. `console` is for tests."""
+    pipe rather than a terminal, a plain line every LINE_EVERY of the run instead. `console` is for tests.
+
+    Rate and ETA come from the last RECENT share of the run's steps, not from its start: steps slow down
+    as densification grows the Gaussians, and an average from the start promised too little time."""
 
     LINE_EVERY = 0.05
+    RECENT = 0.05
 
     def __init__(self, total: int, enabled: bool = True, start: int = 0, console=None):
         self.total, self.enabled, self.progress, self.task, self.first = total, enabled, None, None, start
         self.console = console
         self.next_line = start + max(1, round(total * self.LINE_EVERY))
         self.last = {"t": "-", "loss": "-", "gaussians": "-"}
+        self.recent: deque[tuple[float, int]] = deque()  # (time, step) of the updates in the recent window
 
     def __enter__(self) -> "StepProgress":
         if self.enabled:
@@ -44,7 +50,13 @@ class StepProgress:
         """After every step; `record` (t, loss, gaussians) when the step was logged."""
         if self.progress is None:
             return
-        done, elapsed = step - self.first, time.perf_counter() - self.start
+        now = time.perf_counter()
+        window = max(10, round(self.total * self.RECENT))
+        while self.recent and self.recent[0][1] < step - window:
+            self.recent.popleft()
+        since, first = self.recent[0] if self.recent else (self.start, self.first)
+        self.recent.append((now, step))
+        done, elapsed = step - first, now - since
         fields = {"rate": rate_text(done, elapsed), "eta": clock(elapsed / max(done, 1) * (self.total - step))}
         if record is not None:
             self.last = {"t": record["t"], "loss": f"{record['loss']:.3g}", "gaussians": record["gaussians"]}

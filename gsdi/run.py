@@ -234,7 +234,7 @@ def expected_cpu_time(config: GenerateConfig) -> str | None:
         return None
     seconds *= config.steps / PRESETS[config.preset].get("steps", GenerateConfig.steps)  # measured at the preset's steps
     took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-    return f"CPU: {config.preset} ({config.guidance.method}, {config.steps} steps): about {took} on 2 cores; ETA below"
+    return f"CPU: {config.preset} ({config.steps} steps) took about {took} on a 2-core AMD EPYC; ETA below"
 
 
 def out_of_memory_advice(config: GenerateConfig, device: "torch.device") -> str:

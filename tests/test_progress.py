@@ -52,3 +52,27 @@ def test_a_note_is_one_line_in_a_log_however_long():
     with StepProgress(10, console=Console(file=text, width=80, force_terminal=False, color_system=None)) as bar:
         bar.note(note)
     assert note + "\n" in text.getvalue(), text.getvalue()
+
+
+def test_the_eta_follows_steps_that_slow_down(monkeypatch):
+    """0.1 s a step for the first half, then 0.5 s: the ETA soon counts 0.5 s for each step left."""
+    from rich.console import Console
+
+    import gsdi.progress
+    from gsdi.progress import StepProgress
+
+    now = [0.0]
+    monkeypatch.setattr(gsdi.progress.time, "perf_counter", lambda: now[0])
+    console = Console(file=StringIO(), width=80, force_terminal=True, color_system=None)
+    with StepProgress(400, console=console) as bar:
+        for step in range(1, 231):
+            now[0] += 0.1 if step <= 200 else 0.5
+            bar.update(step)
+        fields = bar.progress.tasks[0].fields
+    assert fields["eta"] == clock_of(170 * 0.5) and fields["rate"] == "2.0 it/s", fields
+
+
+def clock_of(seconds: float) -> str:
+    from gsdi.progress import clock
+
+    return clock(seconds)
