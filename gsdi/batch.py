@@ -213,7 +213,7 @@ def _stopped_run(config: GenerateConfig, folder: Path, prior: Any) -> "Generatio
     go on from there (None: start afresh)."""
     from gsdi.checkpoint import read_checkpoint
     from gsdi.outputs import CHECKPOINT
-    from gsdi.step import Generation  # noqa: F811  (the annotation's name, at run time)
+    from gsdi.run import restored
 
     if not (folder / CHECKPOINT).is_file():
         return None
@@ -223,9 +223,7 @@ def _stopped_run(config: GenerateConfig, folder: Path, prior: Any) -> "Generatio
         return None
     if GenerateConfig.from_dict(meta["config"]).to_dict() != config.to_dict() or meta["step"] >= config.steps:
         return None
-    gen = Generation(config, prior=prior, cpu_threads=meta.get("cpu_threads"))
-    gen.load_state_dict(tensors, meta)
-    return gen
+    return restored(config, tensors, meta, prior)
 
 
 def write_index(out: Path, jobs: list[Job]) -> dict[str, Any]:

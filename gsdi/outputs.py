@@ -83,23 +83,23 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
-        fsync_replace(tmp, path)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # as an ordinary new file (some writers create theirs 0600)
+        os.replace(tmp, path)  # atomic on POSIX
+        _fsync_folder(path.parent)
     except OSError as error:
         tmp.unlink(missing_ok=True)
         kept = f"; the previous {path.name} is kept" if path.exists() else ""
         raise GsdiError(f"could not write {path} ({error.strerror or error}){kept}") from None
 
 
-def fsync_replace(tmp: Path, path: Path) -> None:
-    """Flush tmp to disk and rename it over path (atomic on POSIX), then flush the folder entry."""
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # as an ordinary new file (some writers create theirs 0600)
-    os.replace(tmp, path)
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename) to disk, where the filesystem allows it."""
     try:
-        fd = os.open(path.parent, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

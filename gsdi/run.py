@@ -91,16 +91,23 @@ def resume_run(out: Path, progress: bool = True, on_log=None) -> GenerateResult:
     """Continue the generation whose checkpoint is in `out` to the end of its schedule."""
     from gsdi.checkpoint import read_checkpoint
     from gsdi.config import validate
-    from gsdi.step import Generation
 
     tensors, meta = read_checkpoint(out)
     config = GenerateConfig.from_dict(meta["config"])
     validate(config)
     if meta["step"] >= config.steps:
         raise GsdiError(f"the generation in {out} already finished its {config.steps} steps; nothing to resume")
-    gen = Generation(config, cpu_threads=meta.get("cpu_threads"))  # the thread count the run began with
+    return run(config, out, progress, gen=restored(config, tensors, meta), on_log=on_log)
+
+
+def restored(config: GenerateConfig, tensors: dict, meta: dict, prior=None) -> "Generation":
+    """A Generation of `config` at a checkpoint's state (read_checkpoint's halves), on the CPU thread
+    count the run began with; `prior` shares a loaded one."""
+    from gsdi.step import Generation
+
+    gen = Generation(config, prior=prior, cpu_threads=meta.get("cpu_threads"))
     gen.load_state_dict(tensors, meta)
-    return run(config, out, progress, gen=gen, on_log=on_log)
+    return gen
 
 
 class Interrupted(Exception):
@@ -145,7 +152,6 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
     import torch
 
     from gsdi.checkpoint import write_checkpoint
-    from gsdi.formats import write_ply
     from gsdi.step import Generation, NonFiniteError
 
     gen = gen or Generation(config, prior=prior)
@@ -185,7 +191,7 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
                     on_log(gen)
             if stop.received is not None:
                 checkpoint()
-                write_atomically(out / SCENE, lambda tmp: write_ply(tmp, gen.params))
+                write_scene(out, gen.params)
                 raise Interrupted(stop.received, gen.step, config.steps, out)
             if config.checkpoint_every and gen.step % config.checkpoint_every == 0 and gen.step < config.steps:
                 checkpoint()
@@ -193,16 +199,22 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
     return write_outputs(gen, out)
 
 
+def write_scene(out: Path, params) -> None:
+    """out/scene.ply, written beside and renamed over the previous one (a full disk keeps that)."""
+    from gsdi.formats import write_ply
+
+    write_atomically(out / SCENE, lambda tmp: write_ply(tmp, params))
+
+
 def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
     """scene.ply, preview.png, turntable.mp4 (or .gif) and metrics.json of a finished generation."""
     import torch
 
-    from gsdi.formats import write_ply
     from gsdi.media import image_grid, write_png
 
     config = gen.config
     peak = torch.cuda.max_memory_allocated(gen.device) / 2**20 if gen.device.type == "cuda" else None
-    write_atomically(out / SCENE, lambda tmp: write_ply(tmp, gen.params))
+    write_scene(out, gen.params)
     write_png(out / PREVIEW, image_grid(gen.preview_views(config.render.preview_size), 4))
     turntable = None
     if config.turntable_frames > 0:
