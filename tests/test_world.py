@@ -123,3 +123,43 @@ def test_common_spellings_and_sentence_punctuation_are_read():
     assert parse("a grey castle") == parse("a gray castle") == Prompt("castle", "gray")
     assert parse("A red castle.") == parse("a red castle!") == Prompt("castle", "red")
     assert parse("a blue car, back view.") == Prompt("car", "blue", "back")
+
+
+def test_patterns_are_painted_on_the_object_and_keep_its_shape():
+    """A patterned instance has the plain instance's silhouette and shows both colours on the painted parts."""
+    from gsdi.world.shapes import PATTERNS
+
+    for pattern in PATTERNS:
+        plain, colour = sample_object("house", "blue", 3)
+        patterned, same = sample_object("house", "blue", 3, pattern, "yellow")
+        assert same == colour and torch.equal(plain[:, :20], patterned[:, :20])  # same shape and colours
+        rgb, alpha = render_objects(pad_objects([plain, patterned]), views(2, 20.0, size=96))
+        assert torch.equal(alpha[0], alpha[1])
+        yellow = torch.tensor(PALETTE["yellow"])
+        hue = rgb / rgb.sum(-1, keepdim=True).clamp_min(1e-6)  # shading scales colour: compare its proportions
+        near_yellow = ((hue - yellow / yellow.sum()).abs().sum(-1) < 0.05) & (alpha[..., 0] > 0)
+        share = near_yellow[1].float().sum() / alpha[1].sum()
+        assert near_yellow[0].sum() == 0 and 0.03 < share < 0.7, (pattern, float(share))
+
+
+def test_pattern_grammar():
+    assert parse("a blue car with yellow stripes") == Prompt("car", "blue", None, "stripes", "yellow")
+    assert parse("a red castle with white stripes, front view") == Prompt("castle", "red", "front", "stripes", "white")
+    assert parse("a duck with pink dots") == Prompt("duck", None, None, "dots", "pink")
+    assert describe("car", "blue", "side", "checks", "orange") == "a blue car with orange checks, side view"
+    assert all(parse(describe("lamp", "green", view, p, "brown")) == Prompt("lamp", "green", view, p, "brown")
+               for p in ("stripes", "dots", "checks") for view in (None, "back"))
+    for bad in ("a car with stripes", "a car with yellow", "a blue car with blue stripes", "a car with yellow stripes dots"):
+        with pytest.raises(GsdiError):
+            parse(bad)
+
+
+def test_patterned_pools_label_what_they_show():
+    from gsdi.world import render_pool
+
+    pool = render_pool(24, seed=5, size=32, device="cpu", patterned=0.5, supersample=2)
+    assert pool["images"].shape == (24, 3, 32, 32)
+    plain = pool["pattern"] == 0
+    assert 0 < int(plain.sum()) < 24 and (pool["pattern_colour"][plain] == -1).all()
+    assert ((pool["pattern_colour"][~plain] >= 0) & (pool["pattern_colour"][~plain] != pool["colour"][~plain])).all()
+    assert torch.equal(render_pool(6, seed=5, size=32, device="cpu")["category"], render_pool(6, seed=5, size=32, device="cpu")["category"])

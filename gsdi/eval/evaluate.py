@@ -52,7 +52,8 @@ def eval_cameras(size: int) -> Cameras:
 
 def reference_objects(spec: Prompt, count: int, first_seed: int = REFERENCE_SEED) -> list[Tensor]:
     """The world's instances of a prompt: primitives of seeds first_seed, first_seed + 1, ..."""
-    return [sample_object(spec.category, spec.colour, first_seed + m)[0] for m in range(count)]
+    return [sample_object(spec.category, spec.colour, first_seed + m, spec.pattern, spec.pattern_colour)[0]
+            for m in range(count)]
 
 
 def render_instances(objects: list[Tensor], cams: Cameras, device: str | torch.device = "cpu",
@@ -62,7 +63,7 @@ def render_instances(objects: list[Tensor], cams: Cameras, device: str | torch.d
     faster, 2048 on a GPU, where launches are the cost)."""
     M, V = len(objects), len(cams)
     batch = batch or (16 if torch.device(device).type == "cpu" else 2048)
-    prims = pad_objects(objects)  # [M, P, 20]
+    prims = pad_objects(objects)  # [M, P, PRIMITIVE_FIELDS]
     rgb, alpha = [], []
     for start in range(0, M * V, batch):
         pairs = torch.arange(start, min(start + batch, M * V))

@@ -63,6 +63,10 @@ class WordEncoder(nn.Module):
         if not prompt.strip():
             return [0] * self.max_words
         parse(prompt)  # the grammar's clear error for anything the prior cannot read
+        unknown = [w for w in words(prompt) if w not in self.index]
+        if unknown:  # words of the world this prior was trained before (patterns)
+            raise GsdiError(f"the pixel prior does not know {' '.join(dict.fromkeys(unknown))!r} (it knows plain objects); "
+                            "the world prior (--prior world) knows patterns")
         ids = [self.index[w] for w in words(prompt)]
         if len(ids) > self.max_words:
             raise GsdiError(f"prompt {prompt!r} has {len(ids)} words; the embedded prior reads at most {self.max_words}")

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from gsdi.world.shapes import KIND_ID, PRIMITIVE_FIELDS
+from gsdi.world.shapes import KIND_ID, PATTERN_FIELDS, PATTERNS, PRIMITIVE_FIELDS
 
 PALETTE: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.15, 0.15),
@@ -65,7 +65,8 @@ class Builder:
         size = list(size) + [0.0] * (4 - len(size))
         rot = torch.eye(3) if rot is None else rot
         self.parts.append(part)
-        self.rows.append(torch.tensor([KIND_ID[kind], *centre, *rot.flatten().tolist(), *size, *colour]))
+        self.rows.append(torch.tensor([KIND_ID[kind], *centre, *rot.flatten().tolist(), *size, *colour,
+                                       *[0.0] * PATTERN_FIELDS]))
 
     def tensor(self) -> Tensor:
         return torch.stack(self.rows)  # [P, PRIMITIVE_FIELDS]
@@ -219,28 +220,47 @@ PARTS = {"castle": "towers", "house": "roof", "tree": "trunk", "snowman": "hat",
          "car": "wheels", "rocket": "fins", "duck": "head", "lamp": "pole", "table": "legs"}
 
 
-def build_object(category: str, colour: str | None, seed: int) -> tuple[Tensor, str, list[str]]:
-    """One instance of `category` (random parameters from `seed`): primitives [P, 20], its colour
-    word and the part name of each primitive row. colour None draws one from the palette with the same seed."""
+PERIOD = (0.14, 0.22)  # a pattern's period in world units (objects are about 0.6 across; 46 px a unit at 128 px, fov 70, distance 2)
+
+
+def build_object(category: str, colour: str | None, seed: int, pattern: str | None = None,
+                 pattern_colour: str | None = None) -> tuple[Tensor, str, list[str]]:
+    """One instance of `category` (random parameters from `seed`): primitives [P, PRIMITIVE_FIELDS], its
+    colour word and the part name of each primitive row. colour None draws one from the palette with
+    the same seed. With a `pattern` (one of PATTERNS) the parts painted in the colour word carry it in
+    `pattern_colour` (None: drawn, never the object's colour), with period, orientation and phase drawn
+    after the shape, so the plain and patterned instances of a seed have the same shape."""
+    assert pattern is None or pattern in PATTERNS, pattern
+    assert pattern_colour is None or (pattern is not None and pattern_colour != colour), (pattern, colour, pattern_colour)
     generator = torch.Generator().manual_seed(seed)
     b = Builder(generator)
     if colour is None:
-        colour = b.choice(list(PALETTE))
+        colour = b.choice([c for c in PALETTE if c != pattern_colour])
     CATEGORIES[category](b, PALETTE[colour])
     prims = b.tensor()
     assert prims.shape[1] == PRIMITIVE_FIELDS and len(b.parts) == prims.shape[0]
+    if pattern is not None:
+        if pattern_colour is None:
+            pattern_colour = b.choice([c for c in PALETTE if c != colour])
+        fields = torch.tensor([PATTERNS.index(pattern) + 1, *PALETTE[pattern_colour], b.u(*PERIOD),
+                               b.u(-180, 180), b.u(0, 90) if pattern == "stripes" else b.u(-45, 45),
+                               b.u(0, 1), b.u(0, 1), b.u(0, 1)])
+        painted = (prims[:, 17:20] == torch.tensor(PALETTE[colour])).all(-1)
+        prims[painted, 20:] = fields
     return prims, colour, b.parts
 
 
-def sample_object(category: str, colour: str | None, seed: int) -> tuple[Tensor, str]:
-    """One instance of `category` (random parameters from `seed`): primitives [P, 20] and its colour word."""
-    prims, colour, _ = build_object(category, colour, seed)
+def sample_object(category: str, colour: str | None, seed: int, pattern: str | None = None,
+                  pattern_colour: str | None = None) -> tuple[Tensor, str]:
+    """One instance of `category` (random parameters from `seed`; see build_object): primitives
+    [P, PRIMITIVE_FIELDS] and its colour word."""
+    prims, colour, _ = build_object(category, colour, seed, pattern, pattern_colour)
     return prims, colour
 
 
 def without_part(category: str, colour: str | None, seed: int, part: str | None = None) -> Tensor:
     """The same instance as sample_object(category, colour, seed) with one part's primitives removed
-    (default: PARTS[category]) -> primitives [P', 20]."""
+    (default: PARTS[category]) -> primitives [P', PRIMITIVE_FIELDS]."""
     prims, _, parts = build_object(category, colour, seed)
     part = PARTS[category] if part is None else part
     keep = [i for i, name in enumerate(parts) if name != part]

@@ -21,7 +21,7 @@ BOUND = 0.95  # every object lies inside this sphere around the origin
 
 
 def pad_objects(objects: list[Tensor]) -> Tensor:
-    """Stack objects of different primitive counts into [B, P, 20] (padding rows have kind -1)."""
+    """Stack objects of different primitive counts into [B, P, PRIMITIVE_FIELDS] (padding rows have kind -1)."""
     P = max(o.shape[0] for o in objects)
     out = torch.zeros(len(objects), P, PRIMITIVE_FIELDS)
     out[..., 0] = -1
@@ -32,7 +32,7 @@ def pad_objects(objects: list[Tensor]) -> Tensor:
 
 @torch.no_grad()
 def render_objects(
-    primitives: Tensor,  # [C, P, 20]: object c is seen by camera c
+    primitives: Tensor,  # [C, P, PRIMITIVE_FIELDS]: object c is seen by camera c
     cameras: Cameras,
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
     steps: int = 96,
@@ -87,27 +87,44 @@ def render_objects(
     return colour.reshape(C, H, W, 3), hit.to(torch.float32).reshape(C, H, W, 1)
 
 
-def render_pool(n: int, seed: int, size: int, device: str, batch: int = 1024) -> dict[str, torch.Tensor]:
+def render_pool(n: int, seed: int, size: int, device: str, batch: int = 1024, patterned: float = 0.0,
+                supersample: int = 1) -> dict[str, torch.Tensor]:
     """n labelled renders of random objects from random training orbits: images uint8 [n, 3, size, size],
-    and indices [n] into CATEGORIES, PALETTE and VIEW_WORDS (category, colour, view)."""
+    and indices [n] into CATEGORIES, PALETTE and VIEW_WORDS (category, colour, view); with
+    `patterned` > 0 that fraction of the objects carries a random pattern, labelled by pattern
+    (0 plain, else 1 + its index in PATTERNS) and pattern_colour (an index into PALETTE, -1 when
+    plain). `supersample` s renders s*size pixels a side and averages s x s blocks (anti-aliased
+    edges and patterns). With patterned 0 the pool is the one earlier versions drew."""
+    import torch.nn.functional as F
+
     from gsdi.world.objects import CATEGORIES, PALETTE, sample_object
+    from gsdi.world.shapes import PATTERNS
 
     CATS, COLOURS = list(CATEGORIES), list(PALETTE)
     g = torch.Generator().manual_seed(seed)
-    images, cats, cols, views = [], [], [], []
+    images, cats, cols, views, pats, pat_cols = [], [], [], [], [], []
     for start in range(0, n, batch):
         m = min(batch, n - start)
         cat = torch.randint(len(CATS), (m,), generator=g)
+        pattern, pattern_colour = torch.zeros(m, dtype=torch.long), torch.full((m,), -1)
+        if patterned > 0:
+            pattern = torch.where(torch.rand(m, generator=g) < patterned, torch.randint(len(PATTERNS), (m,), generator=g) + 1, 0)
+            pattern_colour = torch.where(pattern > 0, torch.randint(len(COLOURS), (m,), generator=g), -1)
         objects, colour_ids = [], []
         for i in range(m):
-            prims, colour = sample_object(CATS[int(cat[i])], None, seed * 10_000_000 + start + i)
+            kind, second = (PATTERNS[int(pattern[i]) - 1], COLOURS[int(pattern_colour[i])]) if pattern[i] else (None, None)
+            prims, colour = sample_object(CATS[int(cat[i])], None, seed * 10_000_000 + start + i, kind, second)
             objects.append(prims)
             colour_ids.append(COLOURS.index(colour))
-        cams = sample_orbits(m, size, size, g)
+        cams = sample_orbits(m, size * supersample, size * supersample, g)
         rgb, _ = render_objects(pad_objects(objects).to(device), cams)
-        images.append((rgb.permute(0, 3, 1, 2) * 255).round().to(torch.uint8))
+        rgb = F.avg_pool2d(rgb.permute(0, 3, 1, 2), supersample) if supersample > 1 else rgb.permute(0, 3, 1, 2)
+        images.append((rgb * 255).round().to(torch.uint8))
         cats.append(cat)
         cols.append(torch.tensor(colour_ids))
         views.append(torch.tensor([VIEW_WORDS.index(w) for w in cams.view_words()]))
+        pats.append(pattern)
+        pat_cols.append(pattern_colour)
     return {"images": torch.cat(images), "category": torch.cat(cats).to(device),
-            "colour": torch.cat(cols).to(device), "view": torch.cat(views).to(device)}
+            "colour": torch.cat(cols).to(device), "view": torch.cat(views).to(device),
+            "pattern": torch.cat(pats).to(device), "pattern_colour": torch.cat(pat_cols).to(device)}

@@ -1,7 +1,8 @@
 """Signed distance functions of the world's primitives, batched in torch.
 
 Each primitive is one row of PRIMITIVE_FIELDS floats: kind, centre (3), rotation (3x3, local ->
-world, row-major), size (4, meaning per kind below), colour (3, RGB in [0, 1]). Sizes, in the
+world, row-major), size (4, meaning per kind below), colour (3, RGB in [0, 1]), then its surface
+pattern (PATTERN_FIELDS, below; kind 0 = plain). Sizes, in the
 primitive's local frame (-Y up, as the world):
 - sphere: radius
 - ellipsoid: radii x, y, z
@@ -10,6 +11,16 @@ primitive's local frame (-Y up, as the world):
 - cone: radius at the top (-Y), radius at the bottom (+Y), half height (axis Y); top radius 0 = a cone
 - torus: ring radius, tube radius (ring in the XZ plane)
 Ellipsoid and cone distances are bounds, not exact; the tracer steps conservatively.
+
+A pattern is defined in world space, on the object rather than the image, so every view of it
+agrees: the point p is taken to pattern coordinates q = R(yaw, tilt) p / period + phase, and the
+pattern colour replaces the primitive's colour where
+- stripes: frac(q_y) < 1/2 (planes across the frame's y axis: horizontal stripes at tilt 0);
+- dots: q lies within DOT_RADIUS of a point of the integer lattice (balls cut by the surface);
+- checks: floor(2 q_x) + floor(2 q_y) + floor(2 q_z) is odd (a 3D checkerboard of cells half a period wide,
+  as wide as a stripe).
+Pattern fields: kind (0 plain, then PATTERNS in order), colour (3), period, yaw and tilt (degrees),
+phase (3, in periods).
 """
 
 from __future__ import annotations
@@ -19,7 +30,10 @@ from torch import Tensor
 
 KINDS = ("sphere", "ellipsoid", "box", "cylinder", "cone", "torus")
 KIND_ID = {name: i for i, name in enumerate(KINDS)}
-PRIMITIVE_FIELDS = 20  # kind, centre 3, rotation 9, size 4, colour 3
+PATTERNS = ("stripes", "dots", "checks")
+PATTERN_FIELDS = 10  # kind, colour 3, period, yaw, tilt, phase 3
+PRIMITIVE_FIELDS = 20 + PATTERN_FIELDS  # kind, centre 3, rotation 9, size 4, colour 3, pattern 10
+DOT_RADIUS = 0.32  # in periods
 
 
 def _length2(x: Tensor, y: Tensor) -> Tensor:
@@ -59,8 +73,26 @@ def sdf(kind: int, p: Tensor, size: Tensor) -> Tensor:
     raise ValueError(f"unknown primitive kind {kind}")
 
 
+def pattern_mask(points: Tensor, pattern: Tensor) -> Tensor:
+    """Whether each point shows its pattern's colour: points [R, 3], pattern fields [R, PATTERN_FIELDS] -> bool [R]."""
+    R = points.shape[0]
+    assert points.shape == (R, 3) and pattern.shape == (R, PATTERN_FIELDS), (points.shape, pattern.shape)
+    kind, period = pattern[:, 0].round().long(), pattern[:, 4].clamp_min(1e-6)
+    yaw, tilt = torch.deg2rad(pattern[:, 5]), torch.deg2rad(pattern[:, 6])
+    cy, sy, ct, st = yaw.cos(), yaw.sin(), tilt.cos(), tilt.sin()
+    x, y, z = points.unbind(-1)
+    x, z = cy * x - sy * z, sy * x + cy * z  # yaw about the up axis
+    y, z = ct * y - st * z, st * y + ct * z  # then tilt about x
+    q = torch.stack([x, y, z], -1) / period[:, None] + pattern[:, 7:10]
+    stripes = q[:, 1] - q[:, 1].floor() < 0.5
+    dots = (q - q.round()).norm(dim=-1) < DOT_RADIUS
+    checks = (2 * q).floor().sum(-1).remainder(2) == 1
+    return ((kind == 1) & stripes) | ((kind == 2) & dots) | ((kind == 3) & checks)
+
+
 def scene_distance(points: Tensor, primitives: Tensor) -> tuple[Tensor, Tensor]:
-    """Union of primitives: distance [R] and colour [R, 3] of the nearest primitive.
+    """Union of primitives: distance [R] and colour [R, 3] of the nearest primitive (its pattern's
+    colour where the pattern shows at the point).
 
     points [R, 3] world positions, primitives [R, P, PRIMITIVE_FIELDS] (each ray's own object;
     padding rows have kind -1 and never win).
@@ -77,4 +109,6 @@ def scene_distance(points: Tensor, primitives: Tensor) -> tuple[Tensor, Tensor]:
         if mask.any():
             distance[mask] = sdf(k, local[mask], size[mask])
     best = distance.min(dim=-1)
-    return best.values, colour[torch.arange(R, device=points.device), best.indices]
+    rows = primitives[torch.arange(R, device=points.device), best.indices]  # [R, PRIMITIVE_FIELDS]
+    shows = pattern_mask(points, rows[:, 20:])
+    return best.values, torch.where(shows[:, None], rows[:, 21:24], rows[:, 17:20])
