@@ -8,8 +8,8 @@ CFG 1 (Stable Diffusion's latents do). Prints, per K, the mean squared distance 
 noises (2 for independent draws, 0 for an exact round trip), their cosine, and the error of the
 sample regenerated from the inverted noise, for six front-view prompts of the embedded prior.
 
-With --kappa it prints instead the RMS of SDI's noise from the paper's clean start (K = 10, CFG 1)
-at t = 300, 600, 900 for "a red castle, front view": of the prior's own DDIM sample, of a world
+With --kappa it prints instead the RMS of SDI's noise from the paper's clean start (K = 10; CFG 1
+and eta 0, then the paper's CFG -7.5 and eta 0.3) at t = 300, 600, 900 for "a red castle, front view": of the prior's own DDIM sample, of a world
 render, of that render blurred, and of a grey disc on white (the 2D dual's start). 1 is a typical
 noise's size.
 """
@@ -82,16 +82,19 @@ def clean_start_kappa(prior) -> None:
     render = front_references("a red castle", 1, S)[:1].permute(0, 3, 1, 2).to(prior.device)
     images = {"ddim_sample": prior.decode(sample), "world_render": render,
               "blurred_render": F.avg_pool2d(render, 5, 1, 2, count_include_pad=False), "grey_disc": disc_start(S).to(prior.device)}
-    config = GuidanceConfig(method="sdi", inversion_start=0, inversion_steps=10)
+    settings = {"cfg1": GuidanceConfig(method="sdi", inversion_start=0, inversion_steps=10),
+                "paper": GuidanceConfig(method="sdi", inversion_start=0, inversion_steps=10, inversion_cfg_scale=-7.5,
+                                        inversion_eta=0.3)}  # the paper's 3D config
 
-    def kappa_rms(x0: torch.Tensor, t: int, seed: int) -> float:
+    def kappa_rms(x0: torch.Tensor, t: int, seed: int, config: GuidanceConfig) -> float:
         kappa = sdi_noise(prior, x0, t, text, config, Rng.seeded(seed, prior.device))[2]
         return float(kappa.pow(2).mean().sqrt())
 
-    for kind, image in images.items():
-        x0 = prior.encode(image)
-        rms = {f"kappa_rms_t{t}": round(sum(kappa_rms(x0, t, seed) for seed in range(3)) / 3, 2) for t in (300, 600, 900)}
-        print(json.dumps({"image": kind, **rms}), flush=True)
+    for name, config in settings.items():
+        for kind, image in images.items():
+            x0 = prior.encode(image, generator=torch.Generator(prior.device).manual_seed(0))
+            rms = {f"kappa_rms_t{t}": round(sum(kappa_rms(x0, t, seed, config) for seed in range(3)) / 3, 2) for t in (300, 600, 900)}
+            print(json.dumps({"inversion": name, "image": kind, **rms}), flush=True)
 
 
 if __name__ == "__main__":

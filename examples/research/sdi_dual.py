@@ -29,7 +29,8 @@ from gsdi.cameras import orbit_cameras
 from gsdi.config import GuidanceConfig
 from gsdi.media import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss
-from gsdi.guidance.ddim import sample_prior, t_annealed
+from gsdi.guidance.ddim import sample_prior
+from gsdi.guidance.schedule import t_annealed
 from gsdi.priors import TextCond, load_prior
 from gsdi.world import pad_objects, parse, render_objects
 from gsdi.eval.evaluate import reference_objects

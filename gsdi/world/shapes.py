@@ -101,7 +101,7 @@ def scene_distance(points: Tensor, primitives: Tensor) -> tuple[Tensor, Tensor]:
     assert points.shape == (R, 3) and F == PRIMITIVE_FIELDS, (points.shape, primitives.shape)
     kind = primitives[..., 0].long()
     centre, rot = primitives[..., 1:4], primitives[..., 4:13].reshape(R, P, 3, 3)
-    size, colour = primitives[..., 13:17], primitives[..., 17:20]
+    size = primitives[..., 13:17]
     local = torch.einsum("rpji,rpj->rpi", rot, points[:, None, :] - centre)  # R^T (p - c)
     distance = torch.full((R, P), float("inf"), dtype=points.dtype, device=points.device)
     for k in range(len(KINDS)):
