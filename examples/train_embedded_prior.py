@@ -31,6 +31,7 @@ from gsdi.priors import TextCond
 from gsdi.priors.embedded import EmbeddedPrior
 from gsdi.world import CATEGORIES, PALETTE, describe, render_pool
 from gsdi.prompts import VIEW_WORDS
+from training_args import ema_step  # examples/training_args.py
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 
@@ -186,11 +187,7 @@ def main() -> None:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=use_bf16):
             eps = prior.unet(x_t, t, encoder_hidden_states=prior.text_encoder.embed(ids))
         loss = F.mse_loss(eps.float(), noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        torch._foreach_lerp_(ema, [p.detach() for p in parameters], 1 - args.ema)
+        ema_step(loss, optimizer, parameters, ema, args.ema)
         step += 1
         if step % 200 == 0:
             losses.append(round(loss.item(), 5))

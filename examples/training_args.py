@@ -1,4 +1,6 @@
-"""The command line that examples/train_recogniser.py and examples/train_critic.py share."""
+"""What the training scripts share: the command line of examples/train_recogniser.py and
+examples/train_critic.py, and the priors' optimiser step with its weight average (train_embedded_prior.py,
+train_world_prior.py)."""
 
 from __future__ import annotations
 
@@ -18,3 +20,15 @@ def training_arguments(description: str, train: int, held_out: int, steps: int, 
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args()
+
+
+def ema_step(loss, optimizer, parameters: list, ema: list, decay: float, clip: float = 1.0) -> None:
+    """One optimiser step on `loss` with the gradient norm clipped to `clip`, then the weight average
+    `ema` (what a prior ships) moves towards the weights by 1 - decay."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, clip)
+    optimizer.step()
+    torch._foreach_lerp_(ema, [p.detach() for p in parameters], 1 - decay)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from gsdi.config import OPTION_KEYS, GenerateConfig, is_embedded_prior, make_config
+from gsdi.config import OPTION_KEYS, GenerateConfig, is_world_prior, make_config
 from gsdi.errors import GsdiError
 from gsdi.outputs import METRICS, PREVIEW, SCENE, TURNTABLE, slug
 
@@ -84,7 +84,7 @@ def job_config(job: Job, defaults: dict[str, Any]) -> GenerateConfig:
             overrides[OPTION_KEYS[key]] = value
     try:
         config = make_config(job.prompt, preset, **overrides)
-        if is_embedded_prior(config.prior):  # its words, now, not when the line's turn comes
+        if is_world_prior(config.prior):  # its words, now, not when the line's turn comes
             from gsdi.world.language import parse
 
             for text in filter(None, (config.prompt, config.negative_prompt)):

@@ -156,7 +156,7 @@ class DensifyConfig:
 class GenerateConfig:
     prompt: str = ""
     negative_prompt: str = ""
-    prior: str = DEFAULT_PRIOR  # "embedded", or a Stable Diffusion hub id / local diffusers folder
+    prior: str = DEFAULT_PRIOR  # "embedded", "world", or a Stable Diffusion hub id / local diffusers folder
     preset: str = "default"
     steps: int = 1000
     seed: int = 0
@@ -186,20 +186,20 @@ class GenerateConfig:
 
 def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> GenerateConfig:
     """Defaults, then the preset, then `overrides` (keys `steps` or dotted `guidance.method`). Preset
-    "auto": `default` for the embedded prior, `stable-diffusion` for a Stable Diffusion prior.
+    "auto": `default` for the world's priors (is_world_prior), `stable-diffusion` for a Stable Diffusion prior.
 
     Raises GsdiError with a one-line message on an unknown preset/key or an invalid value.
     """
     given = {k.replace("__", "."): v for k, v in overrides.items() if v is not None}  # None: not given
     if preset == "auto":
-        preset = "default" if is_embedded_prior(given.get("prior", DEFAULT_PRIOR)) else "stable-diffusion"
+        preset = "default" if is_world_prior(given.get("prior", DEFAULT_PRIOR)) else "stable-diffusion"
     if preset not in PRESETS:
         raise GsdiError(f"unknown preset {preset!r}; choose auto or one of: {', '.join(PRESETS)}")
     config = GenerateConfig(prompt=prompt, preset=preset)
     recipe = PRESETS[preset]
     given.setdefault("guidance.method", recipe.get("guidance.method", "auto"))
-    # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the embedded prior (README and docs/results.md, Guidance)
-    given.setdefault("guidance.perp_neg", recipe.get("guidance.perp_neg", not is_embedded_prior(given.get("prior", DEFAULT_PRIOR))))
+    # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the world's priors (README and docs/results.md, Guidance)
+    given.setdefault("guidance.perp_neg", recipe.get("guidance.perp_neg", not is_world_prior(given.get("prior", DEFAULT_PRIOR))))
     for key, value in {**recipe, **given}.items():
         _set(config, key, value)
     resolve_auto_method(config)
@@ -208,11 +208,11 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
 
 
 def resolve_auto_method(config: GenerateConfig) -> None:
-    """`--guidance auto`: SDI for Stable Diffusion; SDS with the annealed t schedule for the embedded
-    prior, where SDS beats SDI (docs/results.md, Guidance; research log). Then the "auto" t schedule. config.json
+    """`--guidance auto`: SDI for Stable Diffusion; SDS with the annealed t schedule for the world's
+    priors (SDS beats SDI on the embedded one: docs/results.md, Guidance; research log). Then the "auto" t schedule. config.json
     records both resolved."""
     g = config.guidance
-    if g.method == "auto" and is_embedded_prior(config.prior):
+    if g.method == "auto" and is_world_prior(config.prior):
         g.method = "sds"
         if g.t_schedule == "auto":
             g.t_schedule = "anneal"
@@ -221,10 +221,15 @@ def resolve_auto_method(config: GenerateConfig) -> None:
     g.t_schedule = g.resolved_t_schedule
 
 
-def is_embedded_prior(name: str) -> bool:
+WORLD_PRIORS = ("world", "embedded")  # shipped in the package, by name: the latent and the pixel prior of gsdi's world
+
+
+def is_world_prior(name: str) -> bool:
+    """Whether `name` is a prior of gsdi's world (its language, its presets, its yardstick): a shipped
+    one by name or a folder of the pixel prior."""
     from pathlib import Path
 
-    return name == "embedded" or (Path(name).expanduser() / "gsdi_embedded.json").is_file()
+    return name in WORLD_PRIORS or (Path(name).expanduser() / "gsdi_embedded.json").is_file()
 
 
 def validate(config: GenerateConfig) -> None:

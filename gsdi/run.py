@@ -237,12 +237,11 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
 
 
 def expected_cpu_time(config: GenerateConfig) -> str | None:
-    """What this preset measured on 2 CPU cores (embedded prior, the preset's steps), or None."""
-    from gsdi.config import is_embedded_prior
+    """What this prior and preset measured on 2 CPU cores (at the preset's steps), or None."""
     from gsdi.presets import CPU_SECONDS, PRESETS
 
-    seconds = CPU_SECONDS.get((config.preset, config.guidance.method))
-    if seconds is None or not is_embedded_prior(config.prior):
+    seconds = CPU_SECONDS.get((config.prior, config.preset, config.guidance.method))
+    if seconds is None:
         return None
     seconds *= config.steps / PRESETS[config.preset].get("steps", GenerateConfig.steps)  # measured at the preset's steps
     took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"

@@ -40,6 +40,12 @@ def test_words_and_unknown_words(prior):
         prior.text_embeddings(["a dragon"])
 
 
+def test_the_shipped_pixel_prior_refuses_pattern_words_it_never_learned():
+    shipped = load_prior("embedded", torch.device("cpu"))
+    with pytest.raises(GsdiError, match="pixel prior does not know 'with stripes'.*--prior world"):
+        shipped.text_embeddings(["a blue car with yellow stripes"])
+
+
 def test_guidance_runs_on_it(prior):
     x = torch.rand(1, 3, 32, 32, requires_grad=True)
     x0 = prior.encode(x)

@@ -99,13 +99,13 @@ def protocol_members(protocol) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("which", ["embedded", "stable-diffusion"])
+@pytest.mark.parametrize("which", ["embedded", "world", "stable-diffusion"])
 def test_every_member_of_the_prior_protocol_works_on_each_prior(which, tiny_sd):
-    """Each member called or read on both priors, with the shapes and types the protocol promises."""
+    """Each member called or read on every prior, with the shapes and types the protocol promises."""
     from gsdi.priors import load_prior
     from gsdi.priors.graphs import UNetRunner
 
-    prior = load_prior("embedded" if which == "embedded" else str(tiny_sd), torch.device("cpu"))
+    prior = load_prior(str(tiny_sd) if which == "stable-diffusion" else which, torch.device("cpu"))
     checked = set()
 
     def check(name, ok):

@@ -55,10 +55,10 @@ def test_a_cpu_run_announces_the_measured_duration_of_its_preset():
     from gsdi.presets import CPU_SECONDS, PRESETS
     from gsdi.run import expected_cpu_time
 
-    text = expected_cpu_time(make_config("a red castle", "long"))
-    assert f"about {CPU_SECONDS[('long', 'sds')] / 60:.0f} min on a 2-core AMD EPYC" in text and len(text) <= 80, text
-    half = expected_cpu_time(make_config("a red castle", "preview", steps=PRESETS["preview"]["steps"] // 2))
-    assert f"about {CPU_SECONDS[('preview', 'sds')] / 2:.0f} s" in half, half
+    text = expected_cpu_time(make_config("a red castle", "long", prior="embedded"))
+    assert f"about {CPU_SECONDS[('embedded', 'long', 'sds')] / 60:.0f} min on a 2-core AMD EPYC" in text and len(text) <= 80, text
+    half = expected_cpu_time(make_config("a red castle", "preview", prior="embedded", steps=PRESETS["preview"]["steps"] // 2))
+    assert f"about {CPU_SECONDS[('embedded', 'preview', 'sds')] / 2:.0f} s" in half, half
     assert expected_cpu_time(make_config("a castle", "default", prior="some/sd-model")) is None
 
 

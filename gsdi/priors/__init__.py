@@ -18,7 +18,9 @@ __all__ = ["EmbeddingCache", "Prior", "TextCond", "cfg_noise", "combine", "load_
 
 
 def load_prior(name: str, device: torch.device, cuda_graphs: bool = False) -> Prior:
-    """A prior by name: 'embedded' (or a folder holding one), or a Stable Diffusion hub id or folder.
+    """A prior by name: 'world' (the latent world prior, a Stable Diffusion folder shipped in the package,
+    read through the world's language), 'embedded' (the pixel prior, or a folder holding one), or a
+    Stable Diffusion hub id or folder.
 
     With `cuda_graphs` (and a CUDA device) its no-grad UNet calls replay captured CUDA graphs.
     """
@@ -27,7 +29,13 @@ def load_prior(name: str, device: torch.device, cuda_graphs: bool = False) -> Pr
     from gsdi.priors.embedded import CONFIG_FILE, PACKAGED, EmbeddedPrior
     from gsdi.priors.graphs import UNetRunner
 
-    if name == "embedded":
+    if name == "world":
+        from gsdi.priors.stable_diffusion import WORLD, StableDiffusionPrior
+        from gsdi.world.language import parse
+
+        prior = StableDiffusionPrior.load(str(WORLD), device)
+        prior.language = parse  # a word it was not trained on is an error that lists its words
+    elif name == "embedded":
         prior = EmbeddedPrior.load(PACKAGED, device)
     elif (Path(name).expanduser() / CONFIG_FILE).is_file():
         prior = EmbeddedPrior.load(Path(name).expanduser(), device)

@@ -10,6 +10,7 @@ loading, guidance and speed can be tested where no weights can be downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -19,6 +20,7 @@ from gsdi.priors.graphs import UNetRunner
 from gsdi.priors.base import EmbeddingCache, cfg_noise, noise_schedule
 from gsdi.prompts import TextCond
 
+WORLD = Path(__file__).parent / "world"  # gsdi's latent world prior, in this format (world/MODEL_CARD.md)
 LAYOUT = "a diffusers folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/"
 
 # Stable Diffusion 2.1 base's DDIM scheduler config (also the embedded prior's noise schedule).
@@ -44,6 +46,7 @@ class StableDiffusionPrior:
         self.image_size = int(unet.config.sample_size) * vae_scale
         self.runner = UNetRunner(self.unet, graphs=False)  # load_prior(..., cuda_graphs=True) swaps in graphs
         self.text_embeddings = EmbeddingCache(self._encode_text)
+        self.language: Callable[[str], object] | None = None  # checks a prompt's words (the world prior's grammar)
 
     @classmethod
     def load(cls, name: str, device: torch.device) -> "StableDiffusionPrior":
@@ -85,7 +88,9 @@ class StableDiffusionPrior:
 
     def _encode_text(self, prompts: list[str]) -> Tensor:
         limit = self.tokenizer.model_max_length
-        for prompt in prompts:  # refuse rather than silently cut (CLIP reads 77 tokens incl. start/end)
+        for prompt in prompts:
+            if self.language is not None and prompt.strip():
+                self.language(prompt)  # refuse rather than silently cut (CLIP reads 77 tokens incl. start/end)
             ids = self.tokenizer(prompt, truncation=False).input_ids
             if len(ids) > limit:
                 kept = self.tokenizer.decode(ids[1:limit - 1], skip_special_tokens=True)

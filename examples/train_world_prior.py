@@ -1,0 +1,346 @@
+"""Train gsdi's world prior: a latent diffusion model of the world in Stable Diffusion's own format.
+
+    python examples/train_world_prior.py all --out runs/world --vae-minutes 3 --minutes 5   # VAE, then text encoder + UNet
+    python examples/train_world_prior.py unet --out runs/world --init-pipeline runs/world/pipeline  # go on training
+    python examples/train_world_prior.py samples --out runs/world             # DDIM samples by diffusers itself
+
+The result, runs/world/pipeline, is a diffusers StableDiffusionPipeline folder (model_index.json;
+vae/ AutoencoderKL, text_encoder/ CLIPTextModel, tokenizer/ CLIPTokenizer, unet/
+UNet2DConditionModel, scheduler/ SD 2.1's DDIMScheduler; fp16 safetensors) that
+`StableDiffusionPipeline.from_pretrained(folder)` samples with no gsdi code, and that gsdi loads
+exactly as a user's own Stable Diffusion folder (`--prior FOLDER`). The shipped one is
+gsdi/priors/world (its MODEL_CARD.md has the figures and commands).
+
+- Data: world renders (gsdi.world, on the GPU) of random objects, half of them patterned (stripes,
+  dots or checks in a second colour, random period, orientation and phase), from random training
+  orbits, 128 px; prompts in the world's language ("a blue car with yellow stripes, front view"),
+  the colour word dropped 30% and the view words 20% of the time and the whole prompt 10% (CFG); the
+  pattern phrase is never dropped, so a prompt without one means a plain object.
+- Tokenizer: CLIP's byte-level BPE (vocab.json + merges.txt), its merges learned with Hugging Face
+  tokenizers on the world's words so that each word is one token.
+- VAE: L1 + L1 of image gradients (edges and patterns) + a small KL, the object's pixels weighted
+  OBJECT_WEIGHT times the white ground's; no perceptual or adversarial term (nothing pretrained is
+  downloaded); its scaling factor makes latents unit std.
+- UNet and text encoder: trained together from scratch, epsilon objective at uniform t with SD's
+  schedule, offset noise 0.1 (flat white backgrounds: embedded/MODEL_CARD.md), EMA 0.999 ships.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gsdi.media import image_grid, write_png
+from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
+from gsdi.prompts import VIEW_WORDS
+from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, describe, render_pool
+from gsdi.world.shapes import PATTERNS
+from training_args import ema_step  # examples/training_args.py
+
+CATS, COLOURS = list(CATEGORIES), list(PALETTE)
+SIZE = 128  # render size; latents are SIZE / 4 a side
+RENDER_BATCH = 768  # renders a call of the world's tracer (fewer calls are faster on a GPU; 768 x 128^2 rays fit an H200)
+OBJECT_WEIGHT = 5.0
+MAX_TOKENS = 16  # the text encoder's length: the longest prompt is 11 tokens with start and end
+VAE = {"block_out_channels": [32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
+       "down_block_types": ["DownEncoderBlock2D"] * 3, "up_block_types": ["UpDecoderBlock2D"] * 3}
+UNET = {"block_out_channels": [64, 128, 128], "layers_per_block": 1, "attention_head_dim": 8,
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}
+TEXT = {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4}
+START, END = "<|startoftext|>", "<|endoftext|>"
+
+
+def build_tokenizer(folder: Path):
+    """A CLIPTokenizer over the world's words, each one token: merges learned by tokenizers' BPE trainer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    words = [w for w in VOCABULARY if w.isalpha()]
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    alphabet = sorted({c for w in words for c in w} | set("abcdefghijklmnopqrstuvwxyz,"))
+    trainer = trainers.BpeTrainer(vocab_size=10_000, min_frequency=1, special_tokens=[START, END], end_of_word_suffix="</w>",
+                                  initial_alphabet=alphabet, show_progress=False)
+    bpe.train_from_iterator([" ".join(words + [","])] * 10, trainer)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe.model.save(str(folder))  # vocab.json, merges.txt
+    vocab = json.loads((folder / "vocab.json").read_text())
+    for letter in [*alphabet]:  # CLIP's BPE also reads a lone letter at a word's end
+        vocab.setdefault(letter + "</w>", len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token=END,
+                              model_max_length=MAX_TOKENS)
+    for w in words + [","]:
+        ids = tokenizer(w).input_ids
+        assert len(ids) == 3 and ids[1] != tokenizer.unk_token_id, (w, ids)
+    return tokenizer
+
+
+def build_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, sample_size=SIZE, norm_num_groups=32, **VAE)
+
+
+def edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per image, images in [0, 1]."""
+    return -10 * torch.log10(((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10))
+
+
+def train_vae(args, device: str, pool: dict) -> dict:
+    held = render_pool(min(512, args.pool), args.seed + 1, SIZE, device, batch=RENDER_BATCH, patterned=0.5)
+    vae = build_vae()
+    if args.init_vae:
+        from diffusers import AutoencoderKL
+
+        vae.load_state_dict(AutoencoderKL.from_pretrained(str(args.init_vae), torch_dtype=torch.float32).state_dict())
+    vae = vae.to(device).train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    step, losses, train_start = 0, [], time.perf_counter()
+    while step < args.max_steps and time.perf_counter() - train_start < 60 * args.vae_minutes:
+        idx = torch.randint(args.pool, (args.vae_batch,), device=device, generator=g)
+        x = pool["images"][idx].float() / 127.5 - 1
+        for group in optimizer.param_groups:
+            group["lr"] = args.vae_lr * min(1.0, (step + 1) / 300)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            posterior = vae.encode(x).latent_dist
+            out = vae.decode(posterior.sample(generator=g)).sample.float()
+        # The object covers a few % of a view: its pixels (and their neighbours) weigh OBJECT_WEIGHT
+        # times the background's, else colours are learned last (a first run's decoder turned every
+        # colour brown after 5k steps at PSNR 31, the background doing the scoring).
+        weight = 1 + (OBJECT_WEIGHT - 1) * F.max_pool2d((x < 0.9).any(1, keepdim=True).float(), 5, 1, 2)
+        (dy, dx), (ey, ex), (wy, wx) = edges(out), edges(x), (weight[..., 1:, :], weight[..., :, 1:])
+        kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element
+        loss = ((weight * (out - x).abs()).mean() + (wy * (dy - ey).abs()).mean() + (wx * (dx - ex).abs()).mean()) / OBJECT_WEIGHT
+        loss = loss + args.kl * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % 200 == 0:
+            losses.append(round(loss.item(), 5))
+            print(json.dumps({"event": "vae", "step": step, "loss": losses[-1], "kl": round(kl.item(), 3),
+                              "seconds": round(time.perf_counter() - train_start, 1)}), flush=True)
+    train_s = time.perf_counter() - train_start
+    vae.eval()
+    with torch.no_grad():
+        z = torch.cat([vae.encode(pool["images"][i:i + 256].float() / 127.5 - 1).latent_dist.sample(generator=g)
+                       for i in range(0, min(2048, args.pool), 256)])
+        vae.register_to_config(scaling_factor=round(1.0 / float(z.std()), 5))
+        x = held["images"].float() / 255
+        vae_half = build_vae().to(device).eval()
+        vae_half.load_state_dict(vae.state_dict())
+        vae_half.half()  # what ships
+        rec = torch.cat([((vae_half.decode(vae_half.encode(x[i:i + 128].half() * 2 - 1).latent_dist.mean).sample.float() + 1) / 2)
+                         .clamp(0, 1) for i in range(0, x.shape[0], 128)])
+        scores = psnr(rec, x)
+        plain, patterned = held["pattern"] == 0, held["pattern"] > 0
+        on_object = (x < 0.9).any(1, keepdim=True).float()
+        colour_error = round(float(((rec - x).abs() * on_object).sum() / on_object.sum() / 3), 4)  # mean |error| on object pixels
+    (args.out / "vae").mkdir(parents=True, exist_ok=True)
+    vae.to(torch.float16).save_pretrained(args.out / "vae", safe_serialization=True)
+    pairs = torch.stack([x[:16], rec[:16]], 1).flatten(0, 1)
+    write_png(args.out / "vae_roundtrip.png", image_grid(pairs.permute(0, 2, 3, 1), 8))
+    return {"vae_steps": step, "vae_train_s": round(train_s, 1), "vae_batch": args.vae_batch, "vae_init": str(args.init_vae),
+            "object_weight": OBJECT_WEIGHT, "vae_roundtrip_colour_error_object": colour_error,
+            "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
+            "scaling_factor": vae.config.scaling_factor, "vae_parameters": sum(p.numel() for p in vae.parameters()),
+            "vae_psnr_held_out": round(float(scores.mean()), 2), "vae_psnr_plain": round(float(scores[plain].mean()), 2),
+            "vae_psnr_patterned": round(float(scores[patterned].mean()), 2), "vae_psnr_worst": round(float(scores.min()), 2)}
+
+
+def prompt_table(tokenizer, device: str) -> torch.Tensor:
+    """Token ids of every prompt: [category, colour or none, view or none, pattern (0 plain, 1 + 10 p + c), MAX_TOKENS]."""
+    patterns = [(None, None)] + [(p, c) for p in PATTERNS for c in COLOURS]
+    keys, prompts = [], []
+    for a, cat in enumerate(CATS):
+        for b, col in enumerate([*COLOURS, None]):
+            for c, view in enumerate([*VIEW_WORDS, None]):
+                for d, (pattern, second) in enumerate(patterns):
+                    keys.append((a, b, c, d))  # a pattern in the object's own colour is never drawn: left plain
+                    prompts.append(describe(cat, col, view, *((pattern, second) if second != col else (None, None))))
+    ids = tokenizer(prompts, padding="max_length", max_length=MAX_TOKENS, truncation=False, return_tensors="pt").input_ids
+    table = torch.zeros(len(CATS), len(COLOURS) + 1, len(VIEW_WORDS) + 1, len(patterns), MAX_TOKENS, dtype=torch.long)
+    index = torch.tensor(keys)
+    table[index[:, 0], index[:, 1], index[:, 2], index[:, 3]] = ids
+    return table.to(device)
+
+
+def train_unet(args, device: str, pool: dict) -> dict:
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    vae = AutoencoderKL.from_pretrained(str(args.out / "vae"), torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
+    tokenizer = build_tokenizer(args.out / "tokenizer_files")
+    text_config = CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=MAX_TOKENS, bos_token_id=tokenizer.bos_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TEXT)
+    latent = SIZE // 2 ** (len(VAE["block_out_channels"]) - 1)
+    if args.init_pipeline:  # go on training a saved pipeline's text encoder and UNet (fresh optimizer)
+        text_encoder = CLIPTextModel.from_pretrained(str(args.init_pipeline), subfolder="text_encoder", torch_dtype=torch.float32)
+        unet = UNet2DConditionModel.from_pretrained(str(args.init_pipeline), subfolder="unet", torch_dtype=torch.float32)
+    else:
+        text_encoder = CLIPTextModel(text_config)
+        unet = UNet2DConditionModel(sample_size=latent, in_channels=VAE["latent_channels"], out_channels=VAE["latent_channels"],
+                                    cross_attention_dim=TEXT["hidden_size"], norm_num_groups=32, **UNET)
+    text_encoder, unet = text_encoder.to(device).train(), unet.to(device).train()
+    scheduler = DDIMScheduler(**SD21_BASE_SCHEDULER)
+    abar = scheduler.alphas_cumprod.to(device)
+
+    with torch.no_grad():  # the posterior of each render: a fresh latent sample every step gives the data thickness
+        moments = [vae.encode(pool["images"][i:i + 256].float() / 127.5 - 1).latent_dist for i in range(0, args.pool, 256)]
+        mean = torch.cat([m.mean for m in moments]).half()
+        std = torch.cat([m.std for m in moments]).half()
+    print(json.dumps({"event": "latents", "renders": args.pool,
+                      "latent_std": round(float(mean.float().std()), 3), "posterior_std": round(float(std.float().mean()), 4)}), flush=True)
+    sf = float(vae.config.scaling_factor)
+    pattern_index = torch.where(pool["pattern"] > 0, 1 + (pool["pattern"] - 1) * len(COLOURS) + pool["pattern_colour"].clamp_min(0), 0)
+    table = prompt_table(tokenizer, device)
+
+    parameters = [*unet.parameters(), *text_encoder.parameters()]
+    ema = [p.detach().clone() for p in parameters]
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
+    empty = table_empty(tokenizer, device)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    step, losses, train_start = 0, [], time.perf_counter()
+    while step < args.max_steps and time.perf_counter() - train_start < 60 * args.minutes:
+        idx = torch.randint(args.pool, (args.batch,), device=device, generator=g)
+        z0 = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, device=device, generator=g)) * sf
+        u = torch.rand(args.batch, 3, device=device, generator=g)
+        colour = torch.where(u[:, 0] < 0.3, len(COLOURS), pool["colour"][idx])
+        view = torch.where(u[:, 1] < 0.2, len(VIEW_WORDS), pool["view"][idx])
+        ids = table[pool["category"][idx], colour, view, pattern_index[idx]]
+        ids = torch.where(u[:, 2:3] < 0.1, empty, ids)
+        t = torch.randint(0, abar.shape[0], (args.batch,), device=device, generator=g)
+        noise = torch.randn(z0.shape, device=device, generator=g)
+        noise = noise + args.offset_noise * torch.randn(args.batch, z0.shape[1], 1, 1, device=device, generator=g)
+        a = abar[t].view(-1, 1, 1, 1)
+        z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / 500)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            eps = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+        loss = F.mse_loss(eps.float(), noise)
+        ema_step(loss, optimizer, parameters, ema, args.ema)
+        step += 1
+        if step % 200 == 0:
+            losses.append(round(loss.item(), 5))
+            print(json.dumps({"event": "unet", "step": step, "loss": losses[-1],
+                              "seconds": round(time.perf_counter() - train_start, 1)}), flush=True)
+    train_s = time.perf_counter() - train_start
+    with torch.no_grad():  # what ships is the weight average
+        for p, e in zip(parameters, ema):
+            p.copy_(e)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(),
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.to(torch.float16).save_pretrained(args.out / "pipeline", safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):  # CLIP's own files too, for readers without tokenizer.json
+        shutil.copy(args.out / "tokenizer_files" / name, args.out / "pipeline" / "tokenizer" / name)
+    return {"unet_steps": step, "unet_train_s": round(train_s, 1), "unet_batch": args.batch,
+            "unet_lr": args.lr, "unet_pool": args.pool, "unet_init": str(args.init_pipeline), "offset_noise": args.offset_noise, "unet_final_losses": losses[-5:],
+            "unet_parameters": sum(p.numel() for p in unet.parameters()),
+            "text_parameters": sum(p.numel() for p in text_encoder.parameters()), "vocabulary": len(tokenizer)}
+
+
+def table_empty(tokenizer, device: str) -> torch.Tensor:
+    """The empty prompt's ids [1, MAX_TOKENS]: what CFG's unconditional branch reads."""
+    return tokenizer([""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids.to(device)
+
+
+def samples(args, device: str) -> dict:
+    """DDIM samples of front views by diffusers' own pipeline, named by gsdi's recogniser (category and
+    colour; it reads no patterns): per category five colours plain and five patterned (stripes, dots,
+    checks in turn). Stripes and checks cover half the painted surface, so a patterned sample's colour
+    counts as right when it is either of the prompt's two."""
+    from diffusers import StableDiffusionPipeline
+
+    from gsdi.eval.recogniser import load_recogniser, recognise
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(args.pipeline or args.out / "pipeline"), dtype=torch.float16 if device == "cuda" else torch.float32)
+    pipe.to(device).set_progress_bar_config(disable=True)
+    recogniser = load_recogniser(device)
+    g = torch.Generator(device=device).manual_seed(123)
+    rows, hits = [], {kind: {"category": 0, "colour": 0, "both": 0, "samples": 0} for kind in ("plain", "patterned")}
+    for cat in CATS:
+        asked = [(cat, col, None, None) for col in COLOURS[:5]]
+        asked += [(cat, COLOURS[i], PATTERNS[i % 3], COLOURS[(i + 3) % 10]) for i in range(5, 10)]
+        prompts = [describe(c, col, "front", p, pc) for c, col, p, pc in asked]
+        out = pipe(prompts, height=SIZE, width=SIZE, num_inference_steps=args.sample_steps, guidance_scale=args.cfg,
+                   generator=g, output_type="pt").images.float()
+        rows.append(out.cpu())
+        names = recognise(recogniser, out.permute(0, 2, 3, 1))
+        for i, (c, col, p, pc) in enumerate(asked):
+            kind = "plain" if p is None else "patterned"
+            right = {"category": names["category"][i] == c, "colour": names["colour"][i] in {col, pc} - {None}}
+            right["both"] = right["category"] and right["colour"]
+            for k, v in right.items():
+                hits[kind][k] += int(v)
+            hits[kind]["samples"] += 1
+        print(json.dumps({"event": "samples", "category": cat, "recognised": names}), flush=True)
+    write_png(args.out / "samples.png", image_grid(torch.cat(rows).permute(0, 2, 3, 1), 10))
+    return {"samples_cfg": args.cfg, "samples_steps": args.sample_steps, "recognised": hits}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=["vae", "unet", "all", "samples"], help="all: vae, then unet on the same renders")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--pool", type=int, default=16_000, help="training renders")
+    parser.add_argument("--batch", type=int, default=256, help="UNet batch")
+    parser.add_argument("--lr", type=float, default=4e-4, help="UNet and text encoder learning rate")
+    parser.add_argument("--minutes", type=float, default=5.0, help="UNet training time of this call")
+    parser.add_argument("--vae-batch", type=int, default=64)
+    parser.add_argument("--vae-lr", type=float, default=4e-4)
+    parser.add_argument("--vae-minutes", type=float, default=3.0)
+    parser.add_argument("--init-vae", type=Path, default=None, help="continue from this VAE folder")
+    parser.add_argument("--init-pipeline", type=Path, default=None, help="unet: continue from this pipeline's text encoder and UNet")
+    parser.add_argument("--kl", type=float, default=1e-5, help="VAE: weight of the KL per latent element")
+    parser.add_argument("--max-steps", type=int, default=1_000_000)
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--offset-noise", type=float, default=0.1)
+    parser.add_argument("--cfg", type=float, default=7.5, help="samples: CFG scale")
+    parser.add_argument("--sample-steps", type=int, default=50, help="samples: DDIM steps")
+    parser.add_argument("--pipeline", type=Path, default=None, help="samples: the pipeline folder (default: OUT/pipeline)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    figures = {}
+    if args.stage == "samples":
+        figures.update(samples(args, device))
+    else:
+        begin = time.perf_counter()
+        pool = render_pool(args.pool, args.seed, SIZE, device, batch=RENDER_BATCH, patterned=0.5)
+        figures["render_s"] = round(time.perf_counter() - begin, 1)
+        print(json.dumps({"event": "pool", "renders": args.pool, "seconds": figures["render_s"]}), flush=True)
+        write_png(args.out / "pool.png", image_grid(pool["images"][:40].permute(0, 2, 3, 1).float() / 255, 10))
+        if args.stage in ("vae", "all"):
+            figures.update(train_vae(args, device, pool))
+        if args.stage in ("unet", "all"):
+            figures.update(train_unet(args, device, pool))
+    card_file = args.out / "card.json"
+    card = json.loads(card_file.read_text()) if card_file.exists() else {}
+    card.update(figures, **{f"{args.stage}_command": "python examples/train_world_prior.py " + shlex.join(sys.argv[1:]),
+                            f"{args.stage}_device": torch.cuda.get_device_name() if device == "cuda" else "cpu"})
+    card_file.write_text(json.dumps(card, indent=2))
+    print(json.dumps({"event": "done", **figures}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
