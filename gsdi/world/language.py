@@ -45,7 +45,7 @@ def parse(text: str) -> Prompt:
     tokens = words(text)
     unknown = [t for t in tokens if t not in VOCABULARY]
     if unknown:
-        raise GsdiError(f"the embedded prior does not know {', '.join(repr(u) for u in dict.fromkeys(unknown))}; "
+        raise GsdiError(f"the world's language does not know {', '.join(repr(u) for u in dict.fromkeys(unknown))}; "
                         f"its words are: {' '.join(w for w in VOCABULARY if w != ',')} "
                         f"(prompts like {EXAMPLES})")
     view = None
@@ -53,21 +53,21 @@ def parse(text: str) -> Prompt:
         i = tokens.index(",")
         tail, tokens = tokens[i + 1 :], tokens[:i]
         if len(tail) != 2 or tail[0] not in VIEW_WORDS or tail[1] != "view":
-            raise GsdiError(f"after the comma the embedded prior expects '<{'|'.join(VIEW_WORDS)}> view', got {' '.join(tail)!r}")
+            raise GsdiError(f"after the comma the world's language expects '<{'|'.join(VIEW_WORDS)}> view', got {' '.join(tail)!r}")
         view = tail[0]
     pattern = pattern_colour = None
     if "with" in tokens:
         i = tokens.index("with")
         tail, tokens = tokens[i + 1 :], tokens[:i]
         if len(tail) != 2 or tail[0] not in PALETTE or tail[1] not in PATTERNS:
-            raise GsdiError(f"after 'with' the embedded prior expects a colour and a pattern ({', '.join(PATTERNS)}), "
+            raise GsdiError(f"after 'with' the world's language expects a colour and a pattern ({', '.join(PATTERNS)}), "
                             f"as in \"a blue car with yellow stripes\"; got {' '.join(tail)!r}")
         pattern_colour, pattern = tail
     if tokens and tokens[0] in ARTICLES:
         tokens = tokens[1:]
     colour = tokens.pop(0) if tokens and tokens[0] in PALETTE else None
     if len(tokens) != 1 or tokens[0] not in CATEGORIES:
-        raise GsdiError(f"the embedded prior expects one object word ({', '.join(CATEGORIES)}) after an optional "
+        raise GsdiError(f"the world's language expects one object word ({', '.join(CATEGORIES)}) after an optional "
                         f"colour, as in \"a red castle\"; got {text!r}")
     if pattern_colour is not None and pattern_colour == colour:
         raise GsdiError(f"a pattern needs a colour other than the object's ({colour} {tokens[0]} with {colour} {pattern}?)")
