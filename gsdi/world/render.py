@@ -13,7 +13,7 @@ from torch import Tensor
 
 from gsdi.cameras import Cameras, camera_positions, sample_orbits
 from gsdi.prompts import VIEW_WORDS
-from gsdi.world.shapes import PRIMITIVE_FIELDS, scene_distance
+from gsdi.world.shapes import PRIMITIVE_FIELDS, scene_distance, surface_colour
 
 LIGHT = (0.4, -0.8, 0.6)  # towards the light: above (-Y), front (+Z), right (+X)
 AMBIENT = 0.35
@@ -73,7 +73,7 @@ def render_objects(
     idx = torch.nonzero(hit).squeeze(1)
     if idx.numel():
         points = origins[idx] + t[idx, None] * dirs[idx]
-        _, albedo = scene_distance(points, prims[idx])
+        albedo = surface_colour(points, prims[idx], scene_distance(points, prims[idx])[1])
         normal = torch.zeros_like(points)
         eps = 1e-3
         for k in ((1, -1, -1), (-1, -1, 1), (-1, 1, -1), (1, 1, 1)):  # tetrahedron gradient

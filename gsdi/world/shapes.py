@@ -91,8 +91,7 @@ def pattern_mask(points: Tensor, pattern: Tensor) -> Tensor:
 
 
 def scene_distance(points: Tensor, primitives: Tensor) -> tuple[Tensor, Tensor]:
-    """Union of primitives: distance [R] and colour [R, 3] of the nearest primitive (its pattern's
-    colour where the pattern shows at the point).
+    """Union of primitives: distance [R] to, and index [R] of, the nearest primitive.
 
     points [R, 3] world positions, primitives [R, P, PRIMITIVE_FIELDS] (each ray's own object;
     padding rows have kind -1 and never win).
@@ -109,6 +108,12 @@ def scene_distance(points: Tensor, primitives: Tensor) -> tuple[Tensor, Tensor]:
         if mask.any():
             distance[mask] = sdf(k, local[mask], size[mask])
     best = distance.min(dim=-1)
-    rows = primitives[torch.arange(R, device=points.device), best.indices]  # [R, PRIMITIVE_FIELDS]
+    return best.values, best.indices
+
+
+def surface_colour(points: Tensor, primitives: Tensor, nearest: Tensor) -> Tensor:
+    """Colour [R, 3] at surface points [R, 3] of primitive `nearest` [R] of each row's primitives
+    [R, P, PRIMITIVE_FIELDS]: its pattern's colour where the pattern shows, else its own."""
+    rows = primitives[torch.arange(points.shape[0], device=points.device), nearest]  # [R, PRIMITIVE_FIELDS]
     shows = pattern_mask(points, rows[:, 20:])
-    return best.values, torch.where(shows[:, None], rows[:, 21:24], rows[:, 17:20])
+    return torch.where(shows[:, None], rows[:, 21:24], rows[:, 17:20])
