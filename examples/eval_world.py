@@ -35,7 +35,7 @@ from gsdi.priors import TextCond, load_prior
 from gsdi.render import render
 from gsdi.world import parse
 from gsdi.eval.critic import load_critic
-from gsdi.eval.evaluate import AZIMUTHS, Yardstick, compare, eval_cameras, reference_objects, render_instances
+from gsdi.eval.evaluate import AZIMUTHS, REFERENCE_INSTANCES, Yardstick, compare, eval_cameras, reference_objects, render_instances
 
 METHODS = {  # name: guidance overrides
     "sds-random-t": {"guidance.method": "sds", "guidance.t_schedule": "random"},
@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--prior", default="embedded")
     parser.add_argument("--instances", type=int, default=8, help="world instances for PSNR, IoU and front/back")
+    parser.add_argument("--reference-instances", type=int, default=REFERENCE_INSTANCES,
+                        help="world instances in each KID reference set (x 16 views)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-steps", type=int, default=0, help="steps of the 2D analogue (0: skip it)")
     parser.add_argument("--out", type=Path, required=True)
@@ -179,7 +181,7 @@ def main() -> None:
 
         recogniser = load_recogniser("cpu")
     prior = load_prior(args.prior, device)
-    yard = Yardstick(load_critic(device), prior.image_size, render_device=device)
+    yard = Yardstick(load_critic(device), prior.image_size, args.reference_instances, render_device=device)
     cams = eval_cameras(prior.image_size)
     ring = slice(len(AZIMUTHS), None)  # the 30-degree ring: the grid's and the recogniser's views
     rows, grid_rows, analogue, ddim = [], [], {}, {}

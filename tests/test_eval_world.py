@@ -27,8 +27,8 @@ def test_score_writes_rows_named_after_the_files_and_the_ddim_reference(tmp_path
     write_splat(tmp_path / "blob-web.splat", scene)
     out = tmp_path / "scores"
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "eval_world.py"), "--score", str(tmp_path / "blob.ply"),
-                           str(tmp_path / "blob-web.splat"), "--prompts", "a red castle", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+                           str(tmp_path / "blob-web.splat"), "--prompts", "a red castle", "--out", str(out),
+                           "--reference-instances", "8"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((out / "eval.json").read_text())
     assert [r["method"] for r in result["rows"]] == ["blob", "blob-web"]

@@ -153,7 +153,7 @@ class Yardstick:
 
     def reference_features(self, spec: Prompt, cams: Cameras | None = None, key: str = "eval") -> Tensor:
         """Features [instances x V, 256] of the prompt's reference instances seen by `cams` (default: the eval views)."""
-        cache = (spec.category, spec.colour, key)
+        cache = (spec.category, spec.colour, spec.pattern, spec.pattern_colour, key)
         if cache not in self._reference:
             rgb, _ = render_instances(reference_objects(spec, self.instances), cams or self.cams, self.device)
             self._reference[cache] = critic_features(self.critic, rgb.flatten(0, 1))
