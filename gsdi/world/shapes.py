@@ -15,10 +15,14 @@ Ellipsoid and cone distances are bounds, not exact; the tracer steps conservativ
 A pattern is defined in world space, on the object rather than the image, so every view of it
 agrees: the point p is taken to pattern coordinates q = R(yaw, tilt) p / period + phase, and the
 pattern colour replaces the primitive's colour where
-- stripes: frac(q_y) < 1/2 (planes across the frame's y axis: horizontal stripes at tilt 0);
+- stripes: frac(q_y) < STRIPE_WIDTH (slabs across the frame's y axis: horizontal stripes at tilt 0);
 - dots: q lies within DOT_RADIUS of a point of the integer lattice (balls cut by the surface);
-- checks: floor(2 q_x) + floor(2 q_y) + floor(2 q_z) is odd (a 3D checkerboard of cells half a period wide,
-  as wide as a stripe).
+- checks: floor(2 q_x) + floor(2 q_y) + floor(2 q_z) is odd and q lies in the middle CHECK_FILL of that
+  cell along each axis (a 3D checkerboard of cells half a period wide, each coloured cell shrunk so
+  that a gap of the object's colour rings it).
+Every pattern covers less than half the surface (stripes 1/3, checks about 0.26-0.32, dots about
+0.14), so the object's own colour is the one that shows most: "a blue car with yellow stripes" and
+"a yellow car with blue stripes" are different objects.
 Pattern fields: kind (0 plain, then PATTERNS in order), colour (3), period, yaw and tilt (degrees),
 phase (3, in periods).
 """
@@ -34,6 +38,8 @@ PATTERNS = ("stripes", "dots", "checks")
 PATTERN_FIELDS = 10  # kind, colour 3, period, yaw, tilt, phase 3
 PRIMITIVE_FIELDS = 20 + PATTERN_FIELDS  # kind, centre 3, rotation 9, size 4, colour 3, pattern 10
 DOT_RADIUS = 0.32  # in periods
+STRIPE_WIDTH = 1 / 3  # in periods
+CHECK_FILL = 0.8  # of a cell's width
 
 
 def _length2(x: Tensor, y: Tensor) -> Tensor:
@@ -84,9 +90,11 @@ def pattern_mask(points: Tensor, pattern: Tensor) -> Tensor:
     x, z = cy * x - sy * z, sy * x + cy * z  # yaw about the up axis
     y, z = ct * y - st * z, st * y + ct * z  # then tilt about x
     q = torch.stack([x, y, z], -1) / period[:, None] + pattern[:, 7:10]
-    stripes = q[:, 1] - q[:, 1].floor() < 0.5
+    stripes = q[:, 1] - q[:, 1].floor() < STRIPE_WIDTH
     dots = (q - q.round()).norm(dim=-1) < DOT_RADIUS
-    checks = (2 * q).floor().sum(-1).remainder(2) == 1
+    cell = 2 * q
+    inside = ((cell - cell.floor() - 0.5).abs() < CHECK_FILL / 2).all(-1)
+    checks = (cell.floor().sum(-1).remainder(2) == 1) & inside
     return ((kind == 1) & stripes) | ((kind == 2) & dots) | ((kind == 3) & checks)
 
 
