@@ -111,7 +111,7 @@ def main() -> None:
                                                   + F.cross_entropy(out["colour"], train["colour"][idx])
                                                   + F.cross_entropy(out["side"], train["view"][idx])) / 3
 
-    train_s = fit(model, args.steps, args.lr, step_loss)
+    _, train_s = fit(model, args.steps, args.lr, step_loss, minutes=args.minutes)
 
     card = {"width": args.width, "steps": args.steps, "batch": args.batch, "train_objects": args.train,
             "held_out_objects": args.held_out, "render_s": round(render_s, 1), "train_s": round(train_s, 1),

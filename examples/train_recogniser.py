@@ -1,11 +1,13 @@
 """Train the world recogniser (gsdi/eval/recogniser.py) on world renders and measure it on held-out ones.
 
-    python examples/train_recogniser.py --device cuda --out gsdi/world
+    python examples/train_recogniser.py --device cuda --out gsdi/eval
+    python examples/train_recogniser.py --device cuda --out gsdi/eval --patterns   # the 128-px pattern reader
 
 Renders a labelled pool (random objects of every category and colour from random training orbits,
-64x64) and a held-out pool from other seeds, trains the CNN with the `degrade` augmentation, and
-writes recogniser.safetensors (fp16) and recogniser.json (accuracy on the held-out pool, clean and
-degraded; the command; the time) to --out.
+64x64; with --patterns 128x128 and half of the objects patterned) and a held-out pool from other
+seeds, trains the CNN with the `degrade` augmentation, and writes recogniser.safetensors (fp16) and
+recogniser.json (accuracy on the held-out pool, clean and degraded; the command; the time) to --out
+(pattern_recogniser.* with --patterns).
 """
 
 from __future__ import annotations
@@ -19,14 +21,20 @@ import torch
 import torch.nn.functional as F
 
 from gsdi.world import render_pool
-from gsdi.eval.recogniser import Recogniser, degrade
+from gsdi.eval.recogniser import PATTERN_SIZE, SIZE, Recogniser, degrade
 from gsdi.eval.training import fit, save_weights
 from training_args import training_arguments  # examples/training_args.py
 
+HEADS = {"category": "category", "colour": "colour", "side": "view"}  # head -> the pool's label
+PATTERN_HEADS = {"pattern": "pattern", "pattern_colour": "pattern_colour"}
 
-def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, batch: int = 1024) -> dict[str, float]:
-    """Held-out accuracy per head (and all three right); degraded with `generator`, clean without."""
-    hits = {"category": 0, "colour": 0, "side": 0, "category_and_colour": 0}
+
+def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, batch: int = 512) -> dict[str, float]:
+    """Held-out accuracy per head, of category and colour together, and (pattern recogniser) of
+    everything a prompt names: category, colour, pattern and its colour. The pattern colour is
+    scored on patterned renders only; degraded with `generator`, clean without."""
+    heads = {k: v for k, v in (HEADS | PATTERN_HEADS).items() if k in model.heads}
+    right = {k: [] for k in heads}
     n = pool["images"].shape[0]
     model.eval()
     with torch.no_grad():
@@ -35,45 +43,59 @@ def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, b
             if generator is not None:
                 x = degrade(x, generator)
             out = model(x)
-            right = {k: out[k].argmax(1) == pool[label][start:start + batch]
-                     for k, label in (("category", "category"), ("colour", "colour"), ("side", "view"))}
-            for k, r in right.items():
-                hits[k] += int(r.sum())
-            hits["category_and_colour"] += int((right["category"] & right["colour"]).sum())
+            for k, label in heads.items():
+                right[k].append(out[k].argmax(1) == pool[label][start:start + batch])
     model.train()
-    return {k: round(v / n, 4) for k, v in hits.items()}
+    right = {k: torch.cat(v) for k, v in right.items()}
+    scores = {k: v.float().mean() for k, v in right.items()}
+    scores["category_and_colour"] = (right["category"] & right["colour"]).float().mean()
+    if "pattern" in right:
+        patterned = pool["pattern"] > 0
+        scores["pattern_colour"] = right["pattern_colour"][patterned].float().mean()
+        named = right["category"] & right["colour"] & right["pattern"] & (right["pattern_colour"] | ~patterned)
+        scores["all_named"] = named.float().mean()
+        scores["all_named_patterned"] = named[patterned].float().mean()
+    return {k: round(float(v), 4) for k, v in scores.items()}
 
 
 def main() -> None:
-    args = training_arguments(__doc__.splitlines()[0], train=24_000, held_out=4_000, steps=4_000, what="renders")
+    args = training_arguments(__doc__.splitlines()[0], train=24_000, held_out=4_000, steps=4_000, what="renders",
+                              extra={"--patterns": {"action": "store_true",
+                                                    "help": "the 128-px recogniser that also reads patterns"}})
     device = torch.device(args.device)
     torch.manual_seed(0)
+    size, patterned = (PATTERN_SIZE, 0.5) if args.patterns else (SIZE, 0.0)
 
     begin = time.time()
-    train = render_pool(args.train, seed=11, size=64, device=str(device))
-    held = render_pool(args.held_out, seed=12, size=64, device=str(device))
+    train = render_pool(args.train, seed=11, size=size, device=str(device), patterned=patterned)
+    held = render_pool(args.held_out, seed=12, size=size, device=str(device), patterned=patterned)
     render_s = time.time() - begin
     print(json.dumps({"pool": args.train, "held_out": args.held_out, "render_s": round(render_s, 1)}), flush=True)
 
-    model = Recogniser(args.width).to(device)
+    model = Recogniser(args.width, size, args.patterns).to(device)
+    heads = HEADS | (PATTERN_HEADS if args.patterns else {})
     g = torch.Generator().manual_seed(1)
 
     def step_loss(step: int) -> torch.Tensor:
         idx = torch.randint(args.train, (args.batch,), generator=g).to(device)
-        out = model(degrade(train["images"][idx].float() / 255, g))
-        return (F.cross_entropy(out["category"], train["category"][idx]) + F.cross_entropy(out["colour"], train["colour"][idx])
-                + F.cross_entropy(out["side"], train["view"][idx]))
+        x = degrade(train["images"][idx].float() / 255, g)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model(x)
+        # a plain render's pattern colour is -1: no loss there
+        return sum(F.cross_entropy(out[k].float(), train[label][idx], ignore_index=-1) for k, label in heads.items())
 
-    train_s = fit(model, args.steps, args.lr, step_loss)
+    steps, train_s = fit(model, args.steps, args.lr, step_loss, minutes=args.minutes)
 
-    card = {"width": args.width, "steps": args.steps, "batch": args.batch, "train_renders": args.train,
+    card = {"width": args.width, "size": size, "patterns": args.patterns, "patterned_share": patterned,
+            "steps": steps, "batch": args.batch, "train_renders": args.train,
             "held_out_renders": args.held_out, "render_s": round(render_s, 1), "train_s": round(train_s, 1),
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             "held_out_accuracy_clean": accuracy(model, held, None),
             "held_out_accuracy_degraded": accuracy(model, held, torch.Generator().manual_seed(2)),
             "command": "python examples/train_recogniser.py " + shlex.join(sys.argv[1:])}
     print(json.dumps(card), flush=True)
-    save_weights(model, args.out, "recogniser", card)
+    save_weights(model, args.out, "pattern_recogniser" if args.patterns else "recogniser", card)
+
 
 if __name__ == "__main__":
     main()

@@ -8,17 +8,22 @@ import argparse
 from pathlib import Path
 
 
-def training_arguments(description: str, train: int, held_out: int, steps: int, what: str) -> argparse.Namespace:
-    """The command line of a world network's training script (pool sizes, steps, batch, lr, width, device, --out)."""
+def training_arguments(description: str, train: int, held_out: int, steps: int, what: str,
+                       extra: dict[str, dict] | None = None) -> argparse.Namespace:
+    """The command line of a world network's training script (pool sizes, steps, a time budget, batch,
+    lr, width, device, --out; `extra` adds flags, name -> add_argument's keywords)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--train", type=int, default=train, help=f"training {what}")
     parser.add_argument("--held-out", type=int, default=held_out, help=f"held-out {what} (other seeds)")
     parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--minutes", type=float, default=None, help="stop training after this long (the schedule follows the clock)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, required=True)
+    for name, keywords in (extra or {}).items():
+        parser.add_argument(name, **keywords)
     return parser.parse_args()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gsdi.cameras import sample_orbits
@@ -33,3 +34,25 @@ def test_degrade_keeps_images_in_range_and_changes_them():
     out = degrade(images, torch.Generator().manual_seed(1))
     assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
     assert (out - images).abs().mean() > 1e-3
+
+
+@pytest.mark.slow
+def test_pattern_recogniser_reads_held_out_patterned_renders():
+    """The 128-px recogniser on 40 objects its training never drew, 30 of them patterned (each
+    pattern kind 10 times): category and colour as well as the plain one, plain objects as plain,
+    and the pattern kind well above chance (a quarter): it read 26 of 40 and its held-out card says
+    0.75; its limits are stated in pattern_recogniser.json."""
+    from gsdi.world.shapes import PATTERNS
+
+    g = torch.Generator().manual_seed(123)
+    colours = list(PALETTE)
+    asked = [(list(CATEGORIES)[i % 10], PATTERNS[i % 3] if i % 4 else None, colours[(3 * i + 1) % 10]) for i in range(40)]
+    objects = [sample_object(c, None, 900_000 + i, p, pc if p else None) for i, (c, p, pc) in enumerate(asked)]
+    rgb, _ = render_objects(pad_objects([o for o, _ in objects]), sample_orbits(40, 128, 128, g))
+    names = recognise(load_recogniser(patterns=True), rgb)
+    category = sum(a == c for a, (c, _, _) in zip(names["category"], asked))
+    colour = sum(a == b for a, (_, b) in zip(names["colour"], objects))
+    pattern = sum(a == (p or "plain") for a, (_, p, _) in zip(names["pattern"], asked))
+    plain = [a for a, (_, p, _) in zip(names["pattern"], asked) if p is None]
+    assert category >= 36 and colour >= 34, (category, colour)
+    assert plain.count("plain") >= 9 and pattern >= 20, (plain, pattern, names["pattern"])

@@ -10,6 +10,10 @@ and noised so that splat renders read like them; the weights ship beside this fi
 It is a closed-set classifier, like CLIP R-precision: it always names one of the ten categories.
 A plain disc on white reads as a tree (a tree's crown is a ball) and a large red disc as a castle,
 so a recognised share says a render is nearer that category than any other, not that it is good.
+
+A second recogniser reads patterns too (`load_recogniser(patterns=True)`): the same network at
+128x128, the size the world prior's images have, with two more heads, the pattern (plain, stripes,
+dots, checks) and its colour. It ships as `pattern_recogniser.safetensors` with its card.
 """
 
 from __future__ import annotations
@@ -22,16 +26,22 @@ from torch import Tensor, nn
 
 from gsdi.prompts import VIEW_WORDS
 from gsdi.world.objects import CATEGORIES, PALETTE
+from gsdi.world.shapes import PATTERNS
 
 SIDES = VIEW_WORDS[:3]  # front, side, back (the world's training orbits never look from overhead)
-SIZE = 64
+SIZE = 64  # the plain recogniser's and the critic's input
+PATTERN_SIZE = 128  # the pattern recogniser's: the world prior's image size
+PATTERN_NAMES = ("plain", *PATTERNS)
 WEIGHTS = Path(__file__).parent / "recogniser.safetensors"
+PATTERN_WEIGHTS = Path(__file__).parent / "pattern_recogniser.safetensors"
 
 
-def conv_trunk(width: int, features: int = 256) -> nn.Sequential:
-    """[B, 3, 64, 64] in [-1, 1] -> [B, features]: four stages of conv + strided conv (64 -> 4 px)."""
+def conv_trunk(width: int, features: int = 256, size: int = SIZE) -> nn.Sequential:
+    """[B, 3, size, size] in [-1, 1] -> [B, features]: stages of conv + strided conv down to 4 px
+    (four stages at 64 px, five at 128)."""
+    stages = {64: (1, 2, 4, 4), 128: (1, 2, 4, 4, 4)}[size]
     layers, channels = [], 3
-    for out in (width, 2 * width, 4 * width, 4 * width):  # 64 -> 32 -> 16 -> 8 -> 4
+    for out in (m * width for m in stages):  # each stage halves the side
         layers += [nn.Conv2d(channels, out, 3, padding=1), nn.GroupNorm(8, out), nn.SiLU(),
                    nn.Conv2d(out, out, 3, padding=1, stride=2), nn.SiLU()]
         channels = out
@@ -39,43 +49,53 @@ def conv_trunk(width: int, features: int = 256) -> nn.Sequential:
 
 
 class Recogniser(nn.Module):
-    """[B, 3, 64, 64] in [0, 1] -> logits over CATEGORIES [B, 10], PALETTE [B, 10] and SIDES [B, 3]."""
+    """[B, 3, size, size] in [0, 1] -> logits over CATEGORIES [B, 10], PALETTE [B, 10] and SIDES [B, 3];
+    with `patterns`, also over PATTERN_NAMES [B, 4] and the pattern's colour in PALETTE [B, 10]
+    (meaningful only where the pattern is not plain)."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, size: int = SIZE, patterns: bool = False):
         super().__init__()
-        self.features = conv_trunk(width)
-        self.heads = nn.ModuleDict({"category": nn.Linear(256, len(CATEGORIES)), "colour": nn.Linear(256, len(PALETTE)),
-                                    "side": nn.Linear(256, len(SIDES))})
+        self.size = size
+        self.features = conv_trunk(width, size=size)
+        heads = {"category": len(CATEGORIES), "colour": len(PALETTE), "side": len(SIDES)}
+        if patterns:
+            heads |= {"pattern": len(PATTERN_NAMES), "pattern_colour": len(PALETTE)}
+        self.heads = nn.ModuleDict({name: nn.Linear(256, n) for name, n in heads.items()})
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         B = images.shape[0]
-        assert images.shape == (B, 3, SIZE, SIZE), images.shape
+        assert images.shape == (B, 3, self.size, self.size), images.shape
         h = self.features(images * 2 - 1)
         return {name: head(h) for name, head in self.heads.items()}
 
 
-def load_recogniser(device: torch.device | str = "cpu") -> Recogniser:
-    """The shipped, trained recogniser (eval mode, no grad)."""
+def load_recogniser(device: torch.device | str = "cpu", patterns: bool = False) -> Recogniser:
+    """The shipped, trained recogniser (eval mode, no grad); with `patterns`, the 128-px one that also
+    reads patterns."""
     from gsdi.eval.training import load_weights
 
-    return load_weights(WEIGHTS.parent, WEIGHTS.stem, lambda card: Recogniser(card.get("width", 32)),
-                        "examples/train_recogniser.py", device)
+    weights = PATTERN_WEIGHTS if patterns else WEIGHTS
+    return load_weights(weights.parent, weights.stem,
+                        lambda card: Recogniser(card.get("width", 32), card.get("size", SIZE), card.get("patterns", False)),
+                        "examples/train_recogniser.py" + (" --patterns" if patterns else ""), device)
 
 
-def to_input(images: Tensor) -> Tensor:
-    """Views [B, H, W, 3] in [0, 1] (any size) -> [B, 3, 64, 64], what the world's networks read."""
+def to_input(images: Tensor, size: int = SIZE) -> Tensor:
+    """Views [B, H, W, 3] in [0, 1] (any size) -> [B, 3, size, size], what the world's networks read."""
     x = images.permute(0, 3, 1, 2).float().clamp(0, 1)
-    if x.shape[-1] != SIZE or x.shape[-2] != SIZE:
-        x = F.interpolate(x, size=(SIZE, SIZE), mode="area" if x.shape[-1] > SIZE else "bilinear")
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="area" if x.shape[-1] > size else "bilinear")
     return x
 
 
 @torch.no_grad()
 def recognise(model: Recogniser, images: Tensor) -> dict[str, list[str]]:
-    """Images [B, H, W, 3] in [0, 1] (any size: resized to 64^2) -> the names of category, colour, side."""
-    logits = model(to_input(images).to(next(model.parameters()).device))
-    names = {"category": list(CATEGORIES), "colour": list(PALETTE), "side": list(SIDES)}
-    return {key: [names[key][i] for i in logits[key].argmax(1).tolist()] for key in names}
+    """Images [B, H, W, 3] in [0, 1] (any size: resized to the model's) -> the names of category,
+    colour, side (and pattern, pattern_colour where the model reads them)."""
+    logits = model(to_input(images, model.size).to(next(model.parameters()).device))
+    names = {"category": list(CATEGORIES), "colour": list(PALETTE), "side": list(SIDES),
+             "pattern": list(PATTERN_NAMES), "pattern_colour": list(PALETTE)}
+    return {key: [names[key][i] for i in logits[key].argmax(1).tolist()] for key in logits}
 
 
 def degrade(images: Tensor, generator: torch.Generator) -> Tensor:

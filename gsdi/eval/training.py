@@ -1,7 +1,7 @@
 """The training loop and weight files shared by the world's small networks (the recogniser, the critic).
 
 Used by examples/train_recogniser.py and examples/train_critic.py (their shared command line is
-examples/training_args.py): AdamW with a one-cycle schedule,
+examples/training_args.py): AdamW with a one-cycle schedule (by steps or by the clock),
 a JSON line of the loss every `log_every` steps, and fp16 safetensors with a JSON card beside them,
 which `load_weights` reads back for the package.
 """
@@ -9,6 +9,7 @@ which `load_weights` reads back for the package.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,20 +18,28 @@ import torch
 from torch import nn
 
 
-def fit(model: nn.Module, steps: int, lr: float, step_loss: Callable[[int], torch.Tensor], log_every: int = 500) -> float:
-    """`steps` AdamW steps (weight decay 1e-4, one-cycle lr up to `lr`) on step_loss(step); returns the seconds taken."""
+def fit(model: nn.Module, steps: int, lr: float, step_loss: Callable[[int], torch.Tensor], log_every: int = 500,
+        minutes: float | None = None) -> tuple[int, float]:
+    """At most `steps` AdamW steps (weight decay 1e-4, one-cycle lr up to `lr`: 10% warm-up, cosine
+    down) on step_loss(step); with `minutes`, the schedule runs on the larger of the step's and the
+    clock's share of its budget and stops at either. Returns the steps taken and the seconds."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    begin = time.time()
-    for step in range(steps):
+    begin, step, progress = time.time(), 0, 0.0
+    while progress < 1:
+        warm = min(1.0, progress / 0.1)
+        down = 0.5 * (1 + math.cos(math.pi * max(0.0, progress - 0.1) / 0.9))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * max(warm * down, 1e-3)
         loss = step_loss(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        schedule.step()
-        if step % log_every == 0 or step == steps - 1:
-            print(json.dumps({"step": step, "loss": round(loss.item(), 4)}), flush=True)
-    return time.time() - begin
+        step += 1
+        elapsed = time.time() - begin
+        progress = max(step / steps, elapsed / (60 * minutes) if minutes else 0.0)
+        if step % log_every == 1 or progress >= 1:
+            print(json.dumps({"step": step, "loss": round(loss.item(), 4), "seconds": round(elapsed, 1)}), flush=True)
+    return step, time.time() - begin
 
 
 def save_weights(model: nn.Module, folder: Path, stem: str, card: dict) -> None:
