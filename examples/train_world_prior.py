@@ -262,35 +262,38 @@ def table_empty(tokenizer, device: str) -> torch.Tensor:
 
 
 def samples(args, device: str) -> dict:
-    """DDIM samples of front views by diffusers' own pipeline, named by gsdi's recogniser (category and
-    colour; it reads no patterns): per category five colours plain and five patterned (stripes, dots,
-    checks in turn). Stripes and checks cover half the painted surface, so a patterned sample's colour
-    counts as right when it is either of the prompt's two."""
+    """DDIM samples of front views by diffusers' own pipeline, named by gsdi's pattern recogniser: per
+    category ten prompts, four plain and two of each pattern, the colours turning with the category.
+    A sample counts as named when category, colour, pattern and (patterned) the pattern's colour are
+    all the prompt's."""
     from diffusers import StableDiffusionPipeline
 
     from gsdi.eval.recogniser import load_recogniser, recognise
 
     pipe = StableDiffusionPipeline.from_pretrained(str(args.pipeline or args.out / "pipeline"), dtype=torch.float16 if device == "cuda" else torch.float32)
     pipe.to(device).set_progress_bar_config(disable=True)
-    recogniser = load_recogniser(device)
+    recogniser = load_recogniser(device, patterns=True)
     g = torch.Generator(device=device).manual_seed(123)
-    rows, hits = [], {kind: {"category": 0, "colour": 0, "both": 0, "samples": 0} for kind in ("plain", "patterned")}
-    for cat in CATS:
-        asked = [(cat, col, None, None) for col in COLOURS[:5]]
-        asked += [(cat, COLOURS[i], PATTERNS[i % 3], COLOURS[(i + 3) % 10]) for i in range(5, 10)]
+    heads = ("category", "colour", "pattern", "pattern_colour", "named")
+    rows, hits = [], {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)}
+    for ci, cat in enumerate(CATS):
+        asked = [(cat, COLOURS[(ci + i) % 10], None, None) for i in range(4)]
+        asked += [(cat, COLOURS[(ci + i) % 10], PATTERNS[(i - 4) % 3], COLOURS[(ci + i + 3 + (i - 4) // 3) % 10]) for i in range(4, 10)]
         prompts = [describe(c, col, "front", p, pc) for c, col, p, pc in asked]
         out = pipe(prompts, height=SIZE, width=SIZE, num_inference_steps=args.sample_steps, guidance_scale=args.cfg,
                    generator=g, output_type="pt").images.float()
         rows.append(out.cpu())
         names = recognise(recogniser, out.permute(0, 2, 3, 1))
         for i, (c, col, p, pc) in enumerate(asked):
-            kind = "plain" if p is None else "patterned"
-            right = {"category": names["category"][i] == c, "colour": names["colour"][i] in {col, pc} - {None}}
-            right["both"] = right["category"] and right["colour"]
+            kind = p or "plain"
+            right = {"category": names["category"][i] == c, "colour": names["colour"][i] == col,
+                     "pattern": names["pattern"][i] == kind, "pattern_colour": p is None or names["pattern_colour"][i] == pc}
+            right["named"] = all(right.values())
             for k, v in right.items():
                 hits[kind][k] += int(v)
             hits[kind]["samples"] += 1
         print(json.dumps({"event": "samples", "category": cat, "recognised": names}), flush=True)
+    hits["all"] = {k: sum(h[k] for h in hits.values()) for k in (*heads, "samples")}
     write_png(args.out / "samples.png", image_grid(torch.cat(rows).permute(0, 2, 3, 1), 10))
     return {"samples_cfg": args.cfg, "samples_steps": args.sample_steps, "recognised": hits}
 
