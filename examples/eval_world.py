@@ -35,6 +35,7 @@ from gsdi.priors import TextCond, load_prior
 from gsdi.render import render
 from gsdi.world import parse
 from gsdi.eval.critic import load_critic
+from gsdi.eval.patterns import pattern_contrast
 from gsdi.eval.evaluate import AZIMUTHS, REFERENCE_INSTANCES, Yardstick, compare, eval_cameras, reference_objects, render_instances
 
 METHODS = {  # name: guidance overrides
@@ -207,6 +208,8 @@ def main() -> None:
                 r = render({k: v.to(device) for k, v in scene.items()}, cams, (1.0, 1.0, 1.0), "torch")
             r.rgb, r.alpha = r.rgb.cpu(), r.alpha.cpu()
             scored[name] = {**yard.score(spec, r.rgb), **compare(r.rgb, r.alpha, inst_rgb, inst_alpha)}
+            if spec.pattern is not None and spec.colour is not None:  # against the same world instances
+                scored[name]["pattern_contrast"] = round(pattern_contrast(r.rgb, r.alpha, spec, inst_rgb, inst_alpha), 4)
             if recogniser is not None:
                 scored[name].update(recognised(recogniser, r.rgb[ring], spec))
             scored[name]["seconds"] = seconds
@@ -266,6 +269,11 @@ def write_results(out: Path, commands: list[str], rows: list[dict], ddim: dict, 
               f"{r['front_back_correct']} | {r.get('recognised', '-')} ({ddim[r['prompt']].get('recognised', '-')}) | "
               f"{r['alpha_outside']:.1%} ({r['faint_alpha_outside']:.1%}) | {r['area_ratio']} | {r['seconds'] if r['seconds'] is not None else '-'} |"
               for r in rows]
+    patterned = [r for r in rows if "pattern_contrast" in r]
+    if patterned:
+        lines += ["", "Pattern contrast of patterned prompts (gsdi/eval/patterns.py: 1 the world's, lower less; "
+                  "compare within a prompt, docs/eval/pattern_measure):", "", "| prompt | method | pattern_contrast |", "|---|---|---|"]
+        lines += [f"| {r['prompt']} | {r['method']} | {r['pattern_contrast']:.3f} |" for r in patterned]
     lines += ["", "What each column rewards: docs/eval/eval.md. grid.png: per prompt, the best-matching world instance, "
               "16 DDIM reference samples' first 8, then one row per method (the 30-degree ring of views)."]
     if analogue:
