@@ -1,6 +1,8 @@
 """The 2D dual of score distillation on the world prior: does a noise rule land near DDIM's samples?
 
     python examples/research/sdi_dual.py --variants sds sdi sdi-paper ism --seeds 4 --out docs/eval/dual
+    python examples/research/sdi_dual.py --prior world --start noise --variants sds sds-cfg100 sdi-reference \
+        --prompts "a red castle" "a blue car with yellow stripes" ... --out docs/eval/dual_world   # the paper's protocol
 
 The paper's process without an optimiser (docs/method.md; the research log, 2026-11-26): start
 from an image, and at each of --steps steps with t annealed 0.98 -> 0.02 set the image to the loss's
@@ -9,7 +11,11 @@ target, the one-step prediction from the noisy sample (`GuidanceOutput.target`).
 category) starts from a white canvas with a centred grey disc of radius a sixth of the image, like a
 first render of the initial cloud, and is scored by its error (MSE of RGB in [0, 1]) to the nearest
 of many world renders of the prompt from front cameras, beside the prior's own DDIM-50 samples of
-the same prompt and seeds. Writes dual.json, dual.md and dual.png (a row per method, seed 0) to --out.
+the same prompt and seeds. With `--start noise` every run starts where the paper's 2D protocol does,
+from the prior's x0 prediction of pure noise at t = 999 (CFG --cfg; each seed's noise is DDIM's). Each
+method also gets a fidelity KID against the reference renders (the critic's features) and, for
+patterned prompts, the pattern measure of gsdi/eval/patterns.py (the mask: pixels not near white).
+Writes dual.json, dual.md and dual.png (a row per method, seed 0) to --out.
 
 A variant is a named set of GuidanceConfig fields (VARIANTS below), or NAME='{"field": value}'.
 """
@@ -33,7 +39,9 @@ from gsdi.guidance.ddim import sample_prior
 from gsdi.guidance.schedule import t_annealed
 from gsdi.priors import TextCond, load_prior
 from gsdi.world import pad_objects, parse, render_objects
-from gsdi.eval.evaluate import reference_objects
+from gsdi.eval.critic import load_critic
+from gsdi.eval.evaluate import critic_features, kid, reference_objects
+from gsdi.eval.patterns import band_energy
 
 PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",
            "an orange rocket", "a yellow duck", "a purple lamp", "a brown table"]
@@ -44,11 +52,14 @@ VARIANTS: dict[str, dict] = {
     "sdi-paper": PAPER,
     "sdi-paper-cfg7.5-eta0": {**PAPER, "inversion_cfg_scale": 7.5, "inversion_eta": 0.0},
     "ism": {"method": "ism"},
+    "sds-cfg100": {"method": "sds", "cfg_scale": 100.0},
+    # the reference's step (threestudio's stable-diffusion-sdi-guidance, as the stable-diffusion preset sets it, Perp-Neg off)
+    "sdi-reference": {**PAPER, "cfg_form": "reference", "prediction_timestep": "scheduled"},
 }
 
 
-def front_references(prompt: str, instances: int, size: int, cameras: str = "training") -> torch.Tensor:
-    """[instances * V, S, S, 3] world renders of the prompt from V front cameras per instance.
+def front_references(prompt: str, instances: int, size: int, cameras: str = "training") -> tuple[torch.Tensor, torch.Tensor]:
+    """World renders of the prompt from V front cameras per instance: RGB [instances * V, S, S, 3] and alpha [..., 1].
 
     "training": V = 8 cameras drawn per instance from the prior's training orbits restricted to what
     "front view" means (|azimuth| < 45; distance 1.5-2, fov 40-70, elevation -10..45), since the
@@ -57,7 +68,7 @@ def front_references(prompt: str, instances: int, size: int, cameras: str = "tra
     """
     spec = parse(prompt)
     V = 8 if cameras == "training" else 4
-    out = []
+    out, alpha = [], []
     for m, instance in enumerate(reference_objects(spec, instances)):
         if cameras == "training":
             g = torch.Generator().manual_seed(5000 + m)
@@ -66,8 +77,10 @@ def front_references(prompt: str, instances: int, size: int, cameras: str = "tra
         else:
             cams = orbit_cameras(torch.zeros(4), torch.tensor([0.0, 0.0, 25.0, 25.0]), torch.tensor([1.6, 1.9, 1.6, 1.9]),
                                  torch.tensor([50.0, 65.0, 50.0, 65.0]), size, size)
-        out.append(render_objects(pad_objects([instance] * V), cams)[0])
-    return torch.cat(out)
+        rgb, a = render_objects(pad_objects([instance] * V), cams)
+        out.append(rgb)
+        alpha.append(a)
+    return torch.cat(out), torch.cat(alpha)
 
 
 def disc_start(size: int) -> torch.Tensor:
@@ -98,9 +111,12 @@ def main() -> None:
     parser.add_argument("--ddim-steps", type=int, default=50)
     parser.add_argument("--cfg", type=float, default=7.5, help="CFG of the DDIM samples (the guidance's scale)")
     parser.add_argument("--no-clamp", dest="clamp", action="store_false",
-                        help="keep targets outside the image range (a render is always inside it, so by default the dual clamps)")
+                        help="keep targets outside the image range (a render is always inside it, so by default the dual "
+                             "clamps a pixel prior's targets; a latent prior's are never clamped)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--prior", default="embedded", help="'embedded' or a folder holding an embedded prior")
+    parser.add_argument("--prior", default="embedded", help="a prior's name or folder (embedded, world, ...)")
+    parser.add_argument("--start", choices=["disc", "noise"], default="disc",
+                        help="disc: a grey disc on white; noise: the x0 prediction of pure noise at t = 999 (the paper's 2D protocol)")
     parser.add_argument("--verbose", action="store_true", help="print t, t', kappa std and max |target| at every step")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -112,7 +128,28 @@ def main() -> None:
     P, N = len(args.prompts), args.seeds
     prompts = [p for p in args.prompts for _ in range(N)]  # rows: prompt-major, seed-minor
     text = TextCond(prior.text_embeddings([f"{p}, front view" for p in prompts]), prior.text_embeddings([""] * len(prompts)))
-    refs = [front_references(p, args.instances, S, args.references).to(device) for p in args.prompts]
+    references = [front_references(p, args.instances, S, args.references) for p in args.prompts]
+    refs = [rgb.to(device) for rgb, _ in references]
+    critic = load_critic("cpu")
+    ref_features = [critic_features(critic, rgb) for rgb, _ in references]
+
+    def fidelity_and_pattern(x: torch.Tensor) -> tuple[list[float], list[float | None]]:
+        """Per prompt: KID of its N images against its reference renders, and (patterned prompts) the
+        pattern measure of its N images, masked where not near white, against the references'."""
+        rgb = prior.decode(x).permute(0, 2, 3, 1).cpu().clamp(0, 1)
+        fid, pat = [], []
+        for i, prompt in enumerate(args.prompts):
+            mine = rgb[i * N:(i + 1) * N]
+            fid.append(round(kid(critic_features(critic, mine), ref_features[i]), 4))
+            spec = parse(prompt)
+            if spec.pattern is None or spec.colour is None:
+                pat.append(None)
+                continue
+            mask = (mine < 0.9).any(-1, keepdim=True).float()
+            world_rgb, world_alpha = references[i]
+            energy = band_energy(mine, mask, spec.colour, spec.pattern_colour).mean()
+            pat.append(round(float(energy / band_energy(world_rgb, world_alpha, spec.colour, spec.pattern_colour).mean()), 3))
+        return fid, pat
 
     def errors(x: torch.Tensor) -> torch.Tensor:
         """[P * N] nearest-reference MSE of each row."""
@@ -124,10 +161,17 @@ def main() -> None:
     start = time.time()
     ddim = sample_prior(prior, text, noise.to(device), args.ddim_steps, args.cfg)
     results = {"ddim": {"errors": errors(ddim).tolist(), "unet_calls": args.ddim_steps, "seconds": round(time.time() - start, 1)}}
+    results["ddim"]["fidelity_kid"], results["ddim"]["pattern_contrast"] = fidelity_and_pattern(ddim)
     images = {"ddim": prior.decode(ddim[::N]).cpu()}
     print(json.dumps({"method": "ddim", "mean_error": round(float(errors(ddim).mean()), 4)}), flush=True)
 
-    start_image = prior.encode(disc_start(S).to(device)).expand(P * N, -1, -1, -1).clone()
+    if args.start == "noise":  # x0 predicted from pure noise at t = 999 (each seed's noise is DDIM's)
+        z = noise.to(device)
+        a = prior.alphas_cumprod[T - 1].to(device)
+        start_image = (z - (1 - a).sqrt() * prior.predict_noise(z, T - 1, text, args.cfg)) / a.sqrt()
+    else:
+        start_image = prior.encode(disc_start(S).to(device)).expand(P * N, -1, -1, -1).clone()
+    clamp = args.clamp and start_image.shape[1:] == (3, S, S)  # a pixel prior's image; a latent has no such range
     for text_variant in args.variants:
         name, fields = variant(text_variant)
         config = GuidanceConfig(**fields)
@@ -140,11 +184,12 @@ def main() -> None:
             kappa_std.append(round(float(out.kappa.std()), 3))
             if args.verbose:
                 print(step, t, out.t_noisy, round(float(out.kappa.std()), 3), round(float(out.target.abs().max()), 2), flush=True)
-            x = out.target.clamp(-1, 1) if args.clamp else out.target
+            x = out.target.clamp(-1, 1) if clamp else out.target
         calls = prior.runner.calls - calls_before
         err = errors(x)
         results[name] = {"fields": fields, "errors": err.tolist(), "unet_calls": calls,
                          "kappa_std_by_step": kappa_std, "seconds": round(time.time() - begin, 1)}
+        results[name]["fidelity_kid"], results[name]["pattern_contrast"] = fidelity_and_pattern(x)
         images[name] = prior.decode(x[::N]).cpu()
         print(json.dumps({"method": name, "mean_error": round(float(err.mean()), 4), "unet_calls": calls,
                           "kappa_std_first_mid_last": kappa_std[:: max(args.steps // 2 - 1, 1)]}), flush=True)
@@ -160,13 +205,19 @@ def main() -> None:
     command = "python examples/research/sdi_dual.py " + shlex.join(sys.argv[1:])
     (args.out / "dual.json").write_text(json.dumps({"command": command, "prompts": args.prompts, "seeds": N,
                                                     "steps": args.steps, "results": results}, indent=1))
-    short = [p.split()[-1] for p in args.prompts]
+    short = [p.split(" ", 1)[1] for p in args.prompts]  # without the article
     lines = [f"Made by: `{command}`", "",
              f"Nearest-world-render error (MSE, mean of {N} seeds; lower is better); in brackets the ratio to DDIM-{args.ddim_steps}.", "",
              "| method | UNet calls | " + " | ".join(short) + " | worst ratio |", "|---" * (P + 3) + "|"]
     for name, r in results.items():
         cells = [f"{r['per_prompt'][p]:.4f} ({r['ratio_to_ddim'][p]:.2f})" for p in args.prompts]
         lines.append(f"| {name} | {r['unet_calls']} | " + " | ".join(cells) + f" | {r['worst_ratio']:.2f} |")
+    lines += ["", "Fidelity KID per prompt against its reference renders (critic features; lower is better), and for patterned",
+              "prompts the pattern measure (1: the world's two-colour contrast at the pattern's scale, blotches included):", "",
+              "| method | " + " | ".join(short) + " |", "|---" * (P + 1) + "|"]
+    for name, r in results.items():
+        cells = [f"{f:.3f}" + (f" / {p:.2f}" if p is not None else "") for f, p in zip(r["fidelity_kid"], r["pattern_contrast"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     (args.out / "dual.md").write_text("\n".join(lines) + "\n")
     write_png(args.out / "dual.png", image_grid(torch.cat(list(images.values())).permute(0, 2, 3, 1), P))
     print("\n".join(lines))
