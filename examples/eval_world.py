@@ -209,7 +209,7 @@ def main() -> None:
             r.rgb, r.alpha = r.rgb.cpu(), r.alpha.cpu()
             scored[name] = {**yard.score(spec, r.rgb), **compare(r.rgb, r.alpha, inst_rgb, inst_alpha)}
             if spec.pattern is not None and spec.colour is not None:  # against the same world instances
-                scored[name]["pattern_contrast"] = round(pattern_contrast(r.rgb, r.alpha, spec, inst_rgb, inst_alpha), 4)
+                scored[name]["pattern_contrast"] = round(pattern_contrast(r.rgb, r.alpha, spec, inst_rgb.flatten(0, 1), inst_alpha.flatten(0, 1)), 4)
             if recogniser is not None:
                 scored[name].update(recognised(recogniser, r.rgb[ring], spec))
             scored[name]["seconds"] = seconds

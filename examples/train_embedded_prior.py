@@ -31,7 +31,7 @@ from gsdi.priors import TextCond
 from gsdi.priors.embedded import EmbeddedPrior
 from gsdi.world import CATEGORIES, PALETTE, describe, render_pool
 from gsdi.prompts import VIEW_WORDS
-from training_args import ema_step  # examples/training_args.py
+from training_args import ema_step, training_start  # examples/training_args.py
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 
@@ -138,11 +138,7 @@ def main() -> None:
                              "back the noise a sample came from (flat renders lie on a thin set)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.backends.cudnn.benchmark = True
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
+    device = training_start(args)
     prior = EmbeddedPrior.load(args.init, torch.device(device)) if args.init else EmbeddedPrior.random(device, seed=args.seed)
     prior.unet.requires_grad_(True).train()
     prior.text_encoder.requires_grad_(True).train()

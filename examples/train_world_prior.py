@@ -43,7 +43,7 @@ from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
 from gsdi.prompts import VIEW_WORDS
 from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, describe, render_pool
 from gsdi.world.shapes import PATTERNS
-from training_args import ema_step  # examples/training_args.py
+from training_args import ema_step, training_start  # examples/training_args.py
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
@@ -320,10 +320,7 @@ def main() -> None:
     parser.add_argument("--pipeline", type=Path, default=None, help="samples: the pipeline folder (default: OUT/pipeline)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.backends.cudnn.benchmark = True
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
+    device = training_start(args)
     figures = {}
     if args.stage == "samples":
         figures.update(samples(args, device))

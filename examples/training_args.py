@@ -1,6 +1,6 @@
 """What the training scripts share: the command line of examples/train_recogniser.py and
-examples/train_critic.py, and the priors' optimiser step with its weight average (train_embedded_prior.py,
-train_world_prior.py)."""
+examples/train_critic.py, and the priors' start and optimiser step with its weight average
+(train_embedded_prior.py, train_world_prior.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,18 @@ def training_arguments(description: str, train: int, held_out: int, steps: int, 
     for name, keywords in (extra or {}).items():
         parser.add_argument(name, **keywords)
     return parser.parse_args()
+
+
+def training_start(args: argparse.Namespace) -> str:
+    """A training script's start: the device ("cuda" where there is one), cuDNN's autotuner, --out made,
+    torch seeded with --seed."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    return device
 
 
 def ema_step(loss, optimizer, parameters: list, ema: list, decay: float, clip: float = 1.0) -> None:

@@ -86,7 +86,7 @@ def main() -> None:
         plain = reference_objects(parse(f"a {spec.colour} {spec.category}"), args.held_out, HELD_OUT_SEED)
         conditions[("plain, the object's own colour", 0.0)] = render_instances(plain, cams, args.device)
         for (kind, s), (views, masks) in conditions.items():
-            scores = [pattern_contrast(views[m], masks[m], spec, world_rgb, world_alpha) for m in range(args.held_out)]
+            scores = [pattern_contrast(views[m], masks[m], spec, world_rgb.flatten(0, 1), world_alpha.flatten(0, 1)) for m in range(args.held_out)]
             rows.append({"prompt": prompt, "condition": kind, "strength": s, "pattern_contrast": round(sum(scores) / len(scores), 4)})
             print(json.dumps(rows[-1]), flush=True)
         pictures.append(torch.stack([views[0, 2] for views, _ in conditions.values()]))

@@ -45,6 +45,6 @@ def test_energy_ignores_phase_and_falls_with_blur_and_averaging():
 def test_contrast_against_the_world_is_one_for_the_world_itself():
     spec = parse("a blue car with yellow stripes")
     rgb, alpha = striped_square(0.0)
-    world_rgb = torch.cat([striped_square(p)[0] for p in (0.0, 4.0)])[:, None]  # [2 instances, 1 view, ...]
-    world_alpha = torch.cat([alpha, alpha])[:, None]
+    world_rgb = torch.cat([striped_square(p)[0] for p in (0.0, 4.0)])  # two instances, the same view
+    world_alpha = torch.cat([alpha, alpha])
     assert abs(pattern_contrast(rgb, alpha, spec, world_rgb, world_alpha) - 1) < 0.05

@@ -41,7 +41,7 @@ from gsdi.priors import TextCond, load_prior
 from gsdi.world import pad_objects, parse, render_objects
 from gsdi.eval.critic import load_critic
 from gsdi.eval.evaluate import critic_features, kid, reference_objects
-from gsdi.eval.patterns import band_energy
+from gsdi.eval.patterns import pattern_contrast
 
 PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",
            "an orange rocket", "a yellow duck", "a purple lamp", "a brown table"]
@@ -133,37 +133,32 @@ def main() -> None:
     critic = load_critic("cpu")
     ref_features = [critic_features(critic, rgb) for rgb, _ in references]
 
-    def fidelity_and_pattern(x: torch.Tensor) -> tuple[list[float], list[float | None]]:
-        """Per prompt: KID of its N images against its reference renders, and (patterned prompts) the
-        pattern measure of its N images, masked where not near white, against the references'."""
-        rgb = prior.decode(x).permute(0, 2, 3, 1).cpu().clamp(0, 1)
+    def scores(x: torch.Tensor) -> tuple[dict, torch.Tensor]:
+        """The rows decoded once -> ({"errors": nearest-reference MSE per row, "fidelity_kid": per prompt, KID
+        of its N images against its reference renders, "pattern_contrast": per patterned prompt, the pattern
+        measure of its N images masked where not near white}, the decoded seed-0 images [P, 3, S, S])."""
+        rgb = prior.decode(x).permute(0, 2, 3, 1)
+        errors = [float(((rgb[i][None] - refs[i // N]) ** 2).flatten(1).mean(1).min()) for i in range(P * N)]
+        shown = rgb.cpu().clamp(0, 1)
         fid, pat = [], []
         for i, prompt in enumerate(args.prompts):
-            mine = rgb[i * N:(i + 1) * N]
+            mine = shown[i * N:(i + 1) * N]
             fid.append(round(kid(critic_features(critic, mine), ref_features[i]), 4))
             spec = parse(prompt)
-            if spec.pattern is None or spec.colour is None:
-                pat.append(None)
-                continue
+            patterned = spec.pattern is not None and spec.colour is not None
             mask = (mine < 0.9).any(-1, keepdim=True).float()
-            world_rgb, world_alpha = references[i]
-            energy = band_energy(mine, mask, spec.colour, spec.pattern_colour).mean()
-            pat.append(round(float(energy / band_energy(world_rgb, world_alpha, spec.colour, spec.pattern_colour).mean()), 3))
-        return fid, pat
-
-    def errors(x: torch.Tensor) -> torch.Tensor:
-        """[P * N] nearest-reference MSE of each row."""
-        rgb = prior.decode(x).permute(0, 2, 3, 1)
-        return torch.stack([((rgb[i][None] - refs[i // N]) ** 2).flatten(1).mean(1).min() for i in range(P * N)])
+            pat.append(round(pattern_contrast(mine, mask, spec, *references[i]), 3) if patterned else None)
+        return {"errors": errors, "fidelity_kid": fid, "pattern_contrast": pat}, rgb[::N].permute(0, 3, 1, 2).cpu()
 
     noise = torch.cat([torch.randn(1, *prior.encode(disc_start(S).to(device)).shape[1:],
                                    generator=torch.Generator().manual_seed(seed)) for _ in args.prompts for seed in range(N)])
     start = time.time()
     ddim = sample_prior(prior, text, noise.to(device), args.ddim_steps, args.cfg)
-    results = {"ddim": {"errors": errors(ddim).tolist(), "unet_calls": args.ddim_steps, "seconds": round(time.time() - start, 1)}}
-    results["ddim"]["fidelity_kid"], results["ddim"]["pattern_contrast"] = fidelity_and_pattern(ddim)
-    images = {"ddim": prior.decode(ddim[::N]).cpu()}
-    print(json.dumps({"method": "ddim", "mean_error": round(float(errors(ddim).mean()), 4)}), flush=True)
+    seconds = round(time.time() - start, 1)
+    scored, shown = scores(ddim)
+    results = {"ddim": {**scored, "unet_calls": args.ddim_steps, "seconds": seconds}}
+    images = {"ddim": shown}
+    print(json.dumps({"method": "ddim", "mean_error": round(sum(scored["errors"]) / (P * N), 4)}), flush=True)
 
     if args.start == "noise":  # x0 predicted from pure noise at t = 999 (each seed's noise is DDIM's)
         z = noise.to(device)
@@ -185,13 +180,10 @@ def main() -> None:
             if args.verbose:
                 print(step, t, out.t_noisy, round(float(out.kappa.std()), 3), round(float(out.target.abs().max()), 2), flush=True)
             x = out.target.clamp(-1, 1) if clamp else out.target
-        calls = prior.runner.calls - calls_before
-        err = errors(x)
-        results[name] = {"fields": fields, "errors": err.tolist(), "unet_calls": calls,
-                         "kappa_std_by_step": kappa_std, "seconds": round(time.time() - begin, 1)}
-        results[name]["fidelity_kid"], results[name]["pattern_contrast"] = fidelity_and_pattern(x)
-        images[name] = prior.decode(x[::N]).cpu()
-        print(json.dumps({"method": name, "mean_error": round(float(err.mean()), 4), "unet_calls": calls,
+        calls, seconds = prior.runner.calls - calls_before, round(time.time() - begin, 1)
+        scored, images[name] = scores(x)
+        results[name] = {"fields": fields, **scored, "unet_calls": calls, "kappa_std_by_step": kappa_std, "seconds": seconds}
+        print(json.dumps({"method": name, "mean_error": round(sum(scored["errors"]) / (P * N), 4), "unet_calls": calls,
                           "kappa_std_first_mid_last": kappa_std[:: max(args.steps // 2 - 1, 1)]}), flush=True)
 
     def per_prompt(errs: list[float]) -> list[float]:

@@ -12,7 +12,8 @@ and, for a method that does not keep one trajectory, between views):
    scaled with the view size), which removes shading and the object's mean colour;
 3. its mean square inside the object (alpha > 0.5, eroded by ERODE pixels so that silhouettes and
    the white ground do not count);
-4. the ratio of that energy to the same energy of world renders of the prompt from the same cameras.
+4. the ratio of that energy to the same energy of world renders of the prompt (from the same cameras
+   where the scene has cameras).
 
 1 means as much pattern contrast at the pattern's scale as the world has, 0 the pattern averaged
 away. Phase-free: the mean square of a band-passed signal does not change when the pattern shifts.
@@ -58,12 +59,11 @@ def band_energy(views: Tensor, alpha: Tensor, colour: str, pattern_colour: str) 
 
 
 def pattern_contrast(views: Tensor, alpha: Tensor, spec: Prompt, world_views: Tensor, world_alpha: Tensor) -> float:
-    """The views' pattern energy over the world's: views [N, H, W, 3] and alpha [N, H, W, 1] of a
-    scene; world renders of the prompt [M, N, H, W, *] from the same N cameras."""
+    """The views' mean pattern energy over the world's: views [N, H, W, 3] and alpha [N, H, W, 1] of a
+    scene; world renders of the prompt [K, H, W, 3] and [K, H, W, 1] (from the scene's cameras where
+    there are cameras: eval_world.py passes the instances seen from the same views)."""
     assert spec.pattern is not None and spec.colour is not None, f"needs a coloured, patterned prompt: {spec}"
-    M = world_views.shape[0]
-    assert world_views.shape[1:] == views.shape and world_alpha.shape[1:] == alpha.shape, (views.shape, world_views.shape)
+    assert world_views.shape[1:] == views.shape[1:] and world_alpha.shape[1:] == alpha.shape[1:], (views.shape, world_views.shape)
     mine = band_energy(views, alpha, spec.colour, spec.pattern_colour).mean()
-    world = band_energy(world_views.flatten(0, 1), world_alpha.flatten(0, 1), spec.colour, spec.pattern_colour)
-    assert world.numel() == M * views.shape[0]
-    return float(mine / world.mean().clamp_min(1e-12))
+    world = band_energy(world_views, world_alpha, spec.colour, spec.pattern_colour).mean()
+    return float(mine / world.clamp_min(1e-12))
