@@ -52,14 +52,19 @@ METHODS = {  # name: guidance overrides
 DEFAULT_METHODS = ["sds-random-t", "sds-annealed-t", "sdi"]
 
 
-def random_prompts(n: int, seed: int) -> list[str]:
-    """n distinct "a/an {colour} {category}" prompts drawn with `seed`."""
+def random_prompts(n: int, seed: int, patterned: bool = False) -> list[str]:
+    """n distinct "a/an {colour} {category}" prompts drawn with `seed`; with `patterned`, "... with
+    {colour} {pattern}" ones (the pattern's colour never the object's)."""
     from gsdi.world.language import describe
     from gsdi.world.objects import CATEGORIES, PALETTE
+    from gsdi.world.shapes import PATTERNS
 
     g = torch.Generator().manual_seed(seed)
-    pairs = [(c, k) for c in CATEGORIES for k in PALETTE]
-    return [describe(*pairs[i]) for i in torch.randperm(len(pairs), generator=g)[:n].tolist()]
+    if patterned:
+        specs = [(c, k, p, q) for c in CATEGORIES for k in PALETTE for p in PATTERNS for q in PALETTE if q != k]
+    else:
+        specs = [(c, k) for c in CATEGORIES for k in PALETTE]
+    return [describe(*specs[i][:2], None, *specs[i][2:]) for i in torch.randperm(len(specs), generator=g)[:n].tolist()]
 
 
 def recognised(recogniser, views: torch.Tensor, spec) -> dict:
@@ -134,6 +139,8 @@ def main() -> None:
     parser.add_argument("--random-prompts", type=int, default=0, metavar="N",
                         help="instead of --prompts, N prompts drawn at random (category and colour) with --prompt-seed: "
                              "prompts nobody chose, for held-out checks")
+    parser.add_argument("--patterned", action="store_true",
+                        help="with --random-prompts: patterned prompts (\"a blue car with yellow stripes\")")
     parser.add_argument("--prompt-seed", type=int, default=0)
     parser.add_argument("--no-recogniser", action="store_true", help="skip the recognised share (gsdi/eval/recogniser.py)")
     parser.add_argument("--preset", default="default")
@@ -161,7 +168,7 @@ def main() -> None:
         elif text not in METHODS:
             parser.error(f"unknown method {text!r}; choose from {', '.join(METHODS)} or give NAME={{...}}")
     if args.random_prompts:
-        args.prompts = random_prompts(args.random_prompts, args.prompt_seed)
+        args.prompts = random_prompts(args.random_prompts, args.prompt_seed, args.patterned)
     if args.score is not None:
         if len(args.prompts) != 1:
             parser.error("--score takes exactly one prompt in --prompts (the one the scenes were made for)")
