@@ -209,7 +209,7 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
 
 def resolve_auto_method(config: GenerateConfig) -> None:
     """`--guidance auto`: SDI for Stable Diffusion; SDS with the annealed t schedule for the world's
-    priors (SDS beats SDI on the embedded one: docs/results.md, Guidance; research log). Then the "auto" t schedule. config.json
+    priors (SDS beats SDI on both, the embedded and the latent one: docs/results.md, Guidance). Then the "auto" t schedule. config.json
     records both resolved."""
     g = config.guidance
     if g.method == "auto" and is_world_prior(config.prior):
