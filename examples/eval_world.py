@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="DIR",
                         help="write one table to --out from these eval_world output folders (runs split over processes)")
     parser.add_argument("--random-prompts", type=int, default=0, metavar="N",
-                        help="instead of --prompts, N prompts drawn at random (category and colour) with --prompt-seed: "
+                        help="instead of --prompts, N prompts drawn at random (category and colour; with --patterned a pattern too) with --prompt-seed: "
                              "prompts nobody chose, for held-out checks")
     parser.add_argument("--patterned", action="store_true",
                         help="with --random-prompts: patterned prompts (\"a blue car with yellow stripes\")")

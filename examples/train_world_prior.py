@@ -3,6 +3,7 @@
     python examples/train_world_prior.py all --out runs/world --vae-minutes 3 --minutes 5   # VAE, then text encoder + UNet
     python examples/train_world_prior.py unet --out runs/world --init-pipeline runs/world/pipeline  # go on training
     python examples/train_world_prior.py samples --out runs/world             # DDIM samples by diffusers itself
+    python examples/train_world_prior.py vae --out runs/dec --init-vae gsdi/priors/world/vae --vae-decoder-only  # the decoder alone
 
 The result, runs/world/pipeline, is a diffusers StableDiffusionPipeline folder (model_index.json;
 vae/ AutoencoderKL, text_encoder/ CLIPTextModel, tokenizer/ CLIPTokenizer, unet/
@@ -47,7 +48,7 @@ from training_args import ema_step, training_start  # examples/training_args.py
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
-RENDER_BATCH = 768  # renders a call of the world's tracer (fewer calls are faster on a GPU; 768 x 128^2 rays fit an H200)
+RENDER_BATCH = 768  # objects built a round of render_pool (the tracer goes MAX_RAYS rays a call: gsdi/world/render.py)
 OBJECT_WEIGHT = 5.0
 MAX_TOKENS = 16  # the text encoder's length: the longest prompt is 11 tokens with start and end
 VAE = {"block_out_channels": [32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
@@ -106,9 +107,15 @@ def train_vae(args, device: str, pool: dict) -> dict:
     if args.init_vae:
         from diffusers import AutoencoderKL
 
-        vae.load_state_dict(AutoencoderKL.from_pretrained(str(args.init_vae), torch_dtype=torch.float32).state_dict())
+        init = AutoencoderKL.from_pretrained(str(args.init_vae), torch_dtype=torch.float32)
+        vae.load_state_dict(init.state_dict())
+        vae.register_to_config(scaling_factor=init.config.scaling_factor)  # kept by --vae-decoder-only
     vae = vae.to(device).train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    if args.vae_decoder_only:  # the encoder, so the latents a UNet was trained on, stays as it is
+        assert args.init_vae, "--vae-decoder-only goes on from --init-vae"
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.vae_lr, weight_decay=0.0)
     g = torch.Generator(device=device).manual_seed(args.seed)
     step, losses, train_start = 0, [], time.perf_counter()
     while step < args.max_steps and time.perf_counter() - train_start < 60 * args.vae_minutes:
@@ -141,7 +148,8 @@ def train_vae(args, device: str, pool: dict) -> dict:
     with torch.no_grad():
         z = torch.cat([vae.encode(pool["images"][i:i + 256].float() / 127.5 - 1).latent_dist.sample(generator=g)
                        for i in range(0, min(2048, args.pool), 256)])
-        vae.register_to_config(scaling_factor=round(1.0 / float(z.std()), 5))
+        if not args.vae_decoder_only:  # a frozen encoder keeps its latents' scale
+            vae.register_to_config(scaling_factor=round(1.0 / float(z.std()), 5))
         x = held["images"].float() / 255
         vae_half = build_vae().to(device).eval()
         vae_half.load_state_dict(vae.state_dict())
@@ -158,7 +166,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
     write_png(args.out / "vae_roundtrip.png", image_grid(pairs.permute(0, 2, 3, 1), 8))
     return {"vae_steps": step, "vae_train_s": round(train_s, 1), "vae_batch": args.vae_batch, "vae_init": str(args.init_vae),
             "object_weight": OBJECT_WEIGHT, "vae_roundtrip_colour_error_object": colour_error,
-            "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
+            "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_decoder_only": args.vae_decoder_only, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
             "scaling_factor": vae.config.scaling_factor, "vae_parameters": sum(p.numel() for p in vae.parameters()),
             "vae_psnr_held_out": round(float(scores.mean()), 2), "vae_psnr_plain": round(float(scores[plain].mean()), 2),
             "vae_psnr_patterned": round(float(scores[patterned].mean()), 2), "vae_psnr_worst": round(float(scores.min()), 2)}
@@ -310,6 +318,8 @@ def main() -> None:
     parser.add_argument("--vae-lr", type=float, default=4e-4)
     parser.add_argument("--vae-minutes", type=float, default=3.0)
     parser.add_argument("--init-vae", type=Path, default=None, help="continue from this VAE folder")
+    parser.add_argument("--vae-decoder-only", action="store_true",
+                        help="vae: train the decoder alone (the encoder frozen, so a UNet trained on its latents stays valid)")
     parser.add_argument("--init-pipeline", type=Path, default=None, help="unet: continue from this pipeline's text encoder and UNet")
     parser.add_argument("--kl", type=float, default=1e-5, help="VAE: weight of the KL per latent element")
     parser.add_argument("--max-steps", type=int, default=1_000_000)
