@@ -146,9 +146,9 @@ def train_vae(args, device: str, pool: dict) -> dict:
     train_s = time.perf_counter() - train_start
     vae.eval()
     with torch.no_grad():
-        z = torch.cat([vae.encode(pool["images"][i:i + 256].float() / 127.5 - 1).latent_dist.sample(generator=g)
-                       for i in range(0, min(2048, args.pool), 256)])
-        if not args.vae_decoder_only:  # a frozen encoder keeps its latents' scale
+        if not args.vae_decoder_only:  # a frozen encoder keeps its latents' scale (from --init-vae)
+            z = torch.cat([vae.encode(pool["images"][i:i + 256].float() / 127.5 - 1).latent_dist.sample(generator=g)
+                           for i in range(0, min(2048, args.pool), 256)])
             vae.register_to_config(scaling_factor=round(1.0 / float(z.std()), 5))
         x = held["images"].float() / 255
         vae_half = build_vae().to(device).eval()

@@ -51,7 +51,9 @@ def test_rendering_in_parts_gives_the_same_pixels(monkeypatch):
     whole_rgb, whole_alpha = render_objects(prims, cams)
     monkeypatch.setattr(render, "MAX_RAYS", 48 * 48 + 1)  # one camera a call
     rgb, alpha = render_objects(prims, cams)
-    assert alpha.sum() > 0 and torch.equal(rgb, whole_rgb) and torch.equal(alpha, whole_alpha)
+    assert alpha.sum() > 0 and torch.equal(alpha, whole_alpha)
+    # colours to within rounding (a matrix product's kernel may depend on how many rays it gets)
+    torch.testing.assert_close(rgb, whole_rgb, atol=1e-6, rtol=0)
 
 
 def test_sphere_silhouette_matches_its_analytic_projection():
