@@ -49,7 +49,7 @@ def test_rendering_in_parts_gives_the_same_pixels(monkeypatch):
     cams = orbit_cameras(torch.tensor([0.0, 120.0, 240.0]), torch.tensor([15.0, 30.0, 0.0]), torch.full((3,), 1.7),
                          torch.full((3,), 50.0), 48, 48)
     whole_rgb, whole_alpha = render_objects(prims, cams)
-    monkeypatch.setattr(render, "MAX_RAYS", 48 * 48 + 1)  # one camera a call
+    monkeypatch.setattr(render, "MAX_RAYS", {"cpu": 48 * 48 + 1})  # one camera a call
     rgb, alpha = render_objects(prims, cams)
     assert alpha.sum() > 0 and torch.equal(alpha, whole_alpha)
     # colours to within rounding (a matrix product's kernel may depend on how many rays it gets)

@@ -18,7 +18,14 @@ from gsdi.world.shapes import PRIMITIVE_FIELDS, scene_distance, surface_colour
 LIGHT = (0.4, -0.8, 0.6)  # towards the light: above (-Y), front (+Z), right (+X)
 AMBIENT = 0.35
 BOUND = 0.95  # every object lies inside this sphere around the origin
-MAX_RAYS = 1 << 19  # rays traced at once by render_objects (32 views at 128 px)
+# Rays traced at once by render_objects, by device. Each ray carries its object's primitives, so a
+# call's memory grows with its rays; each call also runs the tracing loop's ~100 small steps, which
+# on a GPU cost launches, not arithmetic. render_pool(768, size 128, half patterned) on one H200,
+# side by side in one process (object building included): 2^19 rays a call 7.6 s (1.8 GB peak),
+# 2^20 5.0 s (3.3 GB), 2^21 3.0 s (6.4 GB), 2^22 2.2 s (12.6 GB), 2^23 1.9 s (24.6 GB), one call
+# 1.6 s (37 GB); `examples/bench_world.py --max-rays` repeats it. On 2 CPU cores 2^19 is the
+# faster (64 views at 128 px: 15.9 s split, 17.7 s whole).
+MAX_RAYS = {"cpu": 1 << 19, "cuda": 1 << 22}
 
 
 def pad_objects(objects: list[Tensor]) -> Tensor:
@@ -39,11 +46,11 @@ def render_objects(
     steps: int = 96,
 ) -> tuple[Tensor, Tensor]:
     """RGB [C, H, W, 3] in [0, 1] over the background, and coverage alpha [C, H, W, 1] (0 or 1).
-    Traced MAX_RAYS rays at a time (whole cameras): each ray carries its object's primitives, so
+    Traced MAX_RAYS[device] rays at a time (whole cameras): each ray carries its object's primitives, so
     memory grows with the rays of one call (a 1024-view batch at 128 px once asked for 10 GB)."""
     C, H, W = len(cameras), cameras.height, cameras.width
     assert primitives.shape[0] == C and primitives.shape[2] == PRIMITIVE_FIELDS, primitives.shape
-    per_call = max(1, MAX_RAYS // (H * W))
+    per_call = max(1, MAX_RAYS.get(primitives.device.type, MAX_RAYS["cpu"]) // (H * W))
     parts = [_trace(primitives[i:i + per_call], cameras.take(slice(i, i + per_call)), background, steps)
              for i in range(0, C, per_call)]
     return torch.cat([rgb for rgb, _ in parts]), torch.cat([alpha for _, alpha in parts])
