@@ -20,8 +20,11 @@ gsdi/priors/world (its MODEL_CARD.md has the figures and commands).
 - Tokenizer: CLIP's byte-level BPE (vocab.json + merges.txt), its merges learned with Hugging Face
   tokenizers on the world's words so that each word is one token.
 - VAE: L1 + L1 of image gradients (edges and patterns) + a small KL, the object's pixels weighted
-  OBJECT_WEIGHT times the white ground's; no perceptual or adversarial term (nothing pretrained is
-  downloaded); its scaling factor makes latents unit std.
+  OBJECT_WEIGHT times the white ground's; with --vae-spectral, also the L1 of the amplitude spectra
+  of 16-px patches (phase-free: a stripe whose place the latent leaves uncertain is not paid for by
+  drawing it blurred, which L1 alone rewards); no perceptual or adversarial term (nothing pretrained
+  is downloaded); --latent-channels sets the latent's room (4, as Stable Diffusion's, or 8); its
+  scaling factor makes latents unit std.
 - UNet and text encoder: trained together from scratch, epsilon objective at uniform t with SD's
   schedule, offset noise 0.1 (flat white backgrounds: embedded/MODEL_CARD.md), EMA 0.999 ships.
 """
@@ -50,6 +53,7 @@ CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
 RENDER_BATCH = 768  # objects built a round of render_pool (the tracer goes MAX_RAYS rays a call: gsdi/world/render.py)
 OBJECT_WEIGHT = 5.0
+SPECTRAL_PATCH = 16  # --vae-spectral's patch: three to five periods of the world's patterns at 128 px
 MAX_TOKENS = 16  # the text encoder's length: the longest prompt is 11 tokens with start and end
 VAE = {"block_out_channels": [32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
        "down_block_types": ["DownEncoderBlock2D"] * 3, "up_block_types": ["UpDecoderBlock2D"] * 3}
@@ -86,14 +90,24 @@ def build_tokenizer(folder: Path):
     return tokenizer
 
 
-def build_vae():
+def build_vae(latent_channels: int = VAE["latent_channels"]):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(in_channels=3, out_channels=3, sample_size=SIZE, norm_num_groups=32, **VAE)
+    return AutoencoderKL(in_channels=3, out_channels=3, sample_size=SIZE, norm_num_groups=32, **(VAE | {"latent_channels": latent_channels}))
 
 
 def edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
+
+
+def spectral_l1(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, patch: int = SPECTRAL_PATCH) -> torch.Tensor:
+    """Weighted L1 between the amplitude spectra of `patch`-px patches: out, x [B, 3, H, W], weight
+    [B, 1, H, W] (averaged over each patch). The amplitude ignores where in its patch a stripe lies."""
+    def amplitude(img: torch.Tensor) -> torch.Tensor:  # [B, C, H/p, W/p, p, p//2+1]
+        return torch.fft.rfft2(img.float().unfold(2, patch, patch).unfold(3, patch, patch), norm="ortho").abs()
+
+    w = F.avg_pool2d(weight, patch)[..., None, None]
+    return (w * (amplitude(out) - amplitude(x)).abs()).mean()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -103,13 +117,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def train_vae(args, device: str, pool: dict) -> dict:
     held = render_pool(min(512, args.pool), args.seed + 1, SIZE, device, batch=RENDER_BATCH, patterned=0.5)
-    vae = build_vae()
     if args.init_vae:
         from diffusers import AutoencoderKL
 
         init = AutoencoderKL.from_pretrained(str(args.init_vae), torch_dtype=torch.float32)
+        vae = build_vae(init.config.latent_channels)
         vae.load_state_dict(init.state_dict())
         vae.register_to_config(scaling_factor=init.config.scaling_factor)  # kept by --vae-decoder-only
+    else:
+        vae = build_vae(args.latent_channels)
     vae = vae.to(device).train()
     if args.vae_decoder_only:  # the encoder, so the latents a UNet was trained on, stays as it is
         assert args.init_vae, "--vae-decoder-only goes on from --init-vae"
@@ -134,6 +150,8 @@ def train_vae(args, device: str, pool: dict) -> dict:
         kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element
         loss = ((weight * (out - x).abs()).mean() + (wy * (dy - ey).abs()).mean() + (wx * (dx - ex).abs()).mean()) / OBJECT_WEIGHT
         loss = loss + args.kl * kl
+        if args.vae_spectral:
+            loss = loss + args.vae_spectral * spectral_l1(out, x, weight) / OBJECT_WEIGHT
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -151,7 +169,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
                            for i in range(0, min(2048, args.pool), 256)])
             vae.register_to_config(scaling_factor=round(1.0 / float(z.std()), 5))
         x = held["images"].float() / 255
-        vae_half = build_vae().to(device).eval()
+        vae_half = build_vae(vae.config.latent_channels).to(device).eval()
         vae_half.load_state_dict(vae.state_dict())
         vae_half.half()  # what ships
         rec = torch.cat([((vae_half.decode(vae_half.encode(x[i:i + 128].half() * 2 - 1).latent_dist.mean).sample.float() + 1) / 2)
@@ -166,7 +184,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
     write_png(args.out / "vae_roundtrip.png", image_grid(pairs.permute(0, 2, 3, 1), 8))
     return {"vae_steps": step, "vae_train_s": round(train_s, 1), "vae_batch": args.vae_batch, "vae_init": str(args.init_vae),
             "object_weight": OBJECT_WEIGHT, "vae_roundtrip_colour_error_object": colour_error,
-            "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_decoder_only": args.vae_decoder_only, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
+            "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_spectral": args.vae_spectral, "latent_channels": vae.config.latent_channels, "vae_decoder_only": args.vae_decoder_only, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
             "scaling_factor": vae.config.scaling_factor, "vae_parameters": sum(p.numel() for p in vae.parameters()),
             "vae_psnr_held_out": round(float(scores.mean()), 2), "vae_psnr_plain": round(float(scores[plain].mean()), 2),
             "vae_psnr_patterned": round(float(scores[patterned].mean()), 2), "vae_psnr_worst": round(float(scores.min()), 2)}
@@ -203,7 +221,8 @@ def train_unet(args, device: str, pool: dict) -> dict:
         unet = UNet2DConditionModel.from_pretrained(str(args.init_pipeline), subfolder="unet", torch_dtype=torch.float32)
     else:
         text_encoder = CLIPTextModel(text_config)
-        unet = UNet2DConditionModel(sample_size=latent, in_channels=VAE["latent_channels"], out_channels=VAE["latent_channels"],
+        channels = vae.config.latent_channels
+        unet = UNet2DConditionModel(sample_size=latent, in_channels=channels, out_channels=channels,
                                     cross_attention_dim=TEXT["hidden_size"], norm_num_groups=32, **UNET)
     text_encoder, unet = text_encoder.to(device).train(), unet.to(device).train()
     scheduler = DDIMScheduler(**SD21_BASE_SCHEDULER)
@@ -321,6 +340,8 @@ def main() -> None:
     parser.add_argument("--vae-decoder-only", action="store_true",
                         help="vae: train the decoder alone (the encoder frozen, so a UNet trained on its latents stays valid)")
     parser.add_argument("--init-pipeline", type=Path, default=None, help="unet: continue from this pipeline's text encoder and UNet")
+    parser.add_argument("--latent-channels", type=int, default=VAE["latent_channels"], help="vae: the latent's channels (a new VAE; the UNet follows its VAE)")
+    parser.add_argument("--vae-spectral", type=float, default=0.0, help="vae: weight of the patch amplitude-spectrum L1 (0: off)")
     parser.add_argument("--kl", type=float, default=1e-5, help="VAE: weight of the KL per latent element")
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--ema", type=float, default=0.999)
