@@ -8,7 +8,16 @@ world's pattern periods and two coarser ranges, round-trips them through the VAE
 mean, decoded) and prints, per period range and pattern, the pattern measure's band energy of the
 round trip over the render's (gsdi/eval/patterns.py, inside the render's object mask): 1 kept,
 0 averaged away. The validation's blurs (docs/eval/pattern_measure/) give 0.78 / 0.50 / 0.19 at
-0.5 / 1 / 2 px, for reading the figures as a blur.
+0.5 / 1 / 2 px, for reading the figures as a blur. Noise has band energy too (an untrained VAE
+"keeps" about 1), so each pattern also gets `_drawn`: 1 minus the band energy of the round trip's
+error over the render's, 1 for the same pattern in the same place, 0 for none, below 0 for noise.
+
+    python examples/research/vae_patterns.py --fit-latents 150   # what the decoder can draw
+
+With --fit-latents K the encoder is left out: each render's latent, started at the encoder's,
+takes K Adam steps on the round trip's squared error through the frozen decoder (the world's
+periods only). Patterns drawn then but not from the encoder's latents put the loss in the encoder;
+patterns not drawn even then put it in the decoder and the latent's room.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import torch
 import gsdi.world.objects as objects
 from gsdi.cameras import sample_orbits
 from gsdi.eval.patterns import band_energy
+from gsdi.world.objects import PALETTE
 from gsdi.world.render import pad_objects, render_objects
 from gsdi.world.shapes import PATTERNS
 
@@ -28,31 +38,51 @@ CATEGORIES = ["car", "castle", "snowman", "house", "rocket", "table"]
 PERIODS = [objects.PERIOD, (0.22, 0.32), (0.30, 0.45)]  # world units; the first is the world's
 
 
-def kept(vae, period: tuple[float, float], pattern: str, n: int) -> float:
-    """Band energy of the VAE's round trip over the renders', n blue objects with yellow `pattern`."""
+def fit(vae, x: torch.Tensor, steps: int) -> torch.Tensor:
+    """Latents for images x [N, 3, H, W] in [-1, 1]: the encoder's mean, then `steps` Adam steps on the decoded squared error."""
+    z = vae.encode(x).latent_dist.mean.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=0.03)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = (vae.decode(z).sample - x).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return z.detach()
+
+
+def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int = 0) -> tuple[float, float]:
+    """n blue objects with yellow `pattern`: the band energy of the VAE's round trip over the renders',
+    and 1 minus that of the round trip's error."""
     objects.PERIOD = period  # build_object draws each instance's period from this range
     prims = [objects.sample_object(CATEGORIES[i % len(CATEGORIES)], "blue", 1000 + i, pattern, "yellow")[0] for i in range(n)]
     cams = sample_orbits(n, 128, 128, torch.Generator().manual_seed(7))
     rgb, alpha = render_objects(pad_objects(prims), cams)
     x = rgb.permute(0, 3, 1, 2) * 2 - 1
-    back = (vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1) + 1) / 2
-    ratio = band_energy(back.permute(0, 2, 3, 1), alpha, "blue", "yellow").mean() / band_energy(rgb, alpha, "blue", "yellow").mean()
-    return round(float(ratio), 3)
+    z = fit(vae, x, fit_steps) if fit_steps else vae.encode(x).latent_dist.mean
+    back = (vae.decode(z).sample.clamp(-1, 1) + 1) / 2
+    back = back.permute(0, 2, 3, 1)
+    world = band_energy(rgb, alpha, "blue", "yellow").mean()
+    blue = torch.tensor(PALETTE["blue"])  # the signal is affine in the colour: error + blue reads as the error's signal
+    error = band_energy(back - rgb + blue, alpha, "blue", "yellow").mean()
+    return round(float(band_energy(back, alpha, "blue", "yellow").mean() / world), 3), round(float(1 - error / world), 3)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vae", default="gsdi/priors/world/vae")
     parser.add_argument("--instances", type=int, default=12)
+    parser.add_argument("--fit-latents", type=int, default=0, help="Adam steps on each latent through the frozen decoder (0: the encoder's)")
     args = parser.parse_args()
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL.from_pretrained(args.vae).float().eval()
+    vae = AutoencoderKL.from_pretrained(args.vae).float().eval().requires_grad_(False)
     world = objects.PERIOD
     with torch.no_grad():
-        for period in PERIODS:
-            row = {p: kept(vae, period, p, args.instances) for p in PATTERNS}
-            print(json.dumps({"period": period, "world's": period == world, **row}), flush=True)
+        for period in PERIODS[:1] if args.fit_latents else PERIODS:
+            row = {p: kept(vae, period, p, args.instances, args.fit_latents) for p in PATTERNS}
+            print(json.dumps({"period": period, "world's": period == world, "fit_latents": args.fit_latents, **{p: k for p, (k, _) in row.items()},
+                              **{f"{p}_drawn": d for p, (_, d) in row.items()}}), flush=True)
     objects.PERIOD = world
 
 
