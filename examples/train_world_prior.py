@@ -4,6 +4,7 @@
     python examples/train_world_prior.py unet --out runs/world --init-pipeline runs/world/pipeline  # go on training
     python examples/train_world_prior.py samples --out runs/world             # DDIM samples by diffusers itself
     python examples/train_world_prior.py vae --out runs/dec --init-vae gsdi/priors/world/vae --vae-decoder-only  # the decoder alone
+    python examples/train_world_prior.py vae --out runs/enc --init-vae gsdi/priors/world/vae --vae-encoder-only  # the encoder alone
 
 The result, runs/world/pipeline, is a diffusers StableDiffusionPipeline folder (model_index.json;
 vae/ AutoencoderKL, text_encoder/ CLIPTextModel, tokenizer/ CLIPTokenizer, unet/
@@ -123,7 +124,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
         init = AutoencoderKL.from_pretrained(str(args.init_vae), torch_dtype=torch.float32)
         vae = build_vae(init.config.latent_channels)
         vae.load_state_dict(init.state_dict())
-        vae.register_to_config(scaling_factor=init.config.scaling_factor)  # kept by --vae-decoder-only
+        vae.register_to_config(scaling_factor=init.config.scaling_factor)  # kept by --vae-decoder-only / --vae-encoder-only
     else:
         vae = build_vae(args.latent_channels)
     vae = vae.to(device).train()
@@ -131,6 +132,10 @@ def train_vae(args, device: str, pool: dict) -> dict:
         assert args.init_vae, "--vae-decoder-only goes on from --init-vae"
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
+    if args.vae_encoder_only:  # the decoder stays: can an encoder find the latents it draws patterns from?
+        assert args.init_vae and not args.vae_decoder_only, "--vae-encoder-only goes on from --init-vae"
+        vae.decoder.requires_grad_(False)
+        vae.post_quant_conv.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.vae_lr, weight_decay=0.0)
     g = torch.Generator(device=device).manual_seed(args.seed)
     step, losses, train_start = 0, [], time.perf_counter()
@@ -164,15 +169,16 @@ def train_vae(args, device: str, pool: dict) -> dict:
     train_s = time.perf_counter() - train_start
     vae.eval()
     with torch.no_grad():
-        if not args.vae_decoder_only:  # a frozen encoder keeps its latents' scale (from --init-vae)
+        if not (args.vae_decoder_only or args.vae_encoder_only):  # a fine-tune keeps --init-vae's scale
             z = torch.cat([vae.encode(pool["images"][i:i + 256].float() / 127.5 - 1).latent_dist.sample(generator=g)
                            for i in range(0, min(2048, args.pool), 256)])
             vae.register_to_config(scaling_factor=round(1.0 / float(z.std()), 5))
         x = held["images"].float() / 255
         vae_half = build_vae(vae.config.latent_channels).to(device).eval()
         vae_half.load_state_dict(vae.state_dict())
-        vae_half.half()  # what ships
-        rec = torch.cat([((vae_half.decode(vae_half.encode(x[i:i + 128].half() * 2 - 1).latent_dist.mean).sample.float() + 1) / 2)
+        dtype = torch.float16 if device == "cuda" else torch.float32  # what ships (fp16 convolutions crawl on a CPU)
+        vae_half.to(dtype)
+        rec = torch.cat([((vae_half.decode(vae_half.encode(x[i:i + 128].to(dtype) * 2 - 1).latent_dist.mean).sample.float() + 1) / 2)
                          .clamp(0, 1) for i in range(0, x.shape[0], 128)])
         scores = psnr(rec, x)
         plain, patterned = held["pattern"] == 0, held["pattern"] > 0
@@ -184,7 +190,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
     write_png(args.out / "vae_roundtrip.png", image_grid(pairs.permute(0, 2, 3, 1), 8))
     return {"vae_steps": step, "vae_train_s": round(train_s, 1), "vae_batch": args.vae_batch, "vae_init": str(args.init_vae),
             "object_weight": OBJECT_WEIGHT, "vae_roundtrip_colour_error_object": colour_error,
-            "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_spectral": args.vae_spectral, "latent_channels": vae.config.latent_channels, "vae_decoder_only": args.vae_decoder_only, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
+            "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_spectral": args.vae_spectral, "latent_channels": vae.config.latent_channels, "vae_decoder_only": args.vae_decoder_only, "vae_encoder_only": args.vae_encoder_only, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
             "scaling_factor": vae.config.scaling_factor, "vae_parameters": sum(p.numel() for p in vae.parameters()),
             "vae_psnr_held_out": round(float(scores.mean()), 2), "vae_psnr_plain": round(float(scores[plain].mean()), 2),
             "vae_psnr_patterned": round(float(scores[patterned].mean()), 2), "vae_psnr_worst": round(float(scores.min()), 2)}
@@ -339,6 +345,8 @@ def main() -> None:
     parser.add_argument("--init-vae", type=Path, default=None, help="continue from this VAE folder")
     parser.add_argument("--vae-decoder-only", action="store_true",
                         help="vae: train the decoder alone (the encoder frozen, so a UNet trained on its latents stays valid)")
+    parser.add_argument("--vae-encoder-only", action="store_true",
+                        help="vae: train the encoder alone (the decoder frozen): a test of whether an encoder finds the latents the decoder draws patterns from")
     parser.add_argument("--init-pipeline", type=Path, default=None, help="unet: continue from this pipeline's text encoder and UNet")
     parser.add_argument("--latent-channels", type=int, default=VAE["latent_channels"], help="vae: the latent's channels (a new VAE; the UNet follows its VAE)")
     parser.add_argument("--vae-spectral", type=float, default=0.0, help="vae: weight of the patch amplitude-spectrum L1 (0: off)")
