@@ -46,7 +46,6 @@ def bench(args: argparse.Namespace, max_rays: int | None) -> None:
         render_objects(objects, cams)  # warm-up
         if args.device == "cuda":
             torch.cuda.synchronize()
-        if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         render_objects(objects, cams)

@@ -174,11 +174,11 @@ def train_vae(args, device: str, pool: dict) -> dict:
                            for i in range(0, min(2048, args.pool), 256)])
             vae.register_to_config(scaling_factor=round(1.0 / float(z.std()), 5))
         x = held["images"].float() / 255
-        vae_half = build_vae(vae.config.latent_channels).to(device).eval()
-        vae_half.load_state_dict(vae.state_dict())
+        shipped = build_vae(vae.config.latent_channels).to(device).eval()
+        shipped.load_state_dict(vae.state_dict())
         dtype = torch.float16 if device == "cuda" else torch.float32  # what ships (fp16 convolutions crawl on a CPU)
-        vae_half.to(dtype)
-        rec = torch.cat([((vae_half.decode(vae_half.encode(x[i:i + 128].to(dtype) * 2 - 1).latent_dist.mean).sample.float() + 1) / 2)
+        shipped.to(dtype)
+        rec = torch.cat([((shipped.decode(shipped.encode(x[i:i + 128].to(dtype) * 2 - 1).latent_dist.mean).sample.float() + 1) / 2)
                          .clamp(0, 1) for i in range(0, x.shape[0], 128)])
         scores = psnr(rec, x)
         plain, patterned = held["pattern"] == 0, held["pattern"] > 0
