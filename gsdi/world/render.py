@@ -23,8 +23,9 @@ BOUND = 0.95  # every object lies inside this sphere around the origin
 # on a GPU cost launches, not arithmetic. render_pool(768, size 128, half patterned) on one H200,
 # side by side in one process (object building included): 2^19 rays a call 7.6 s (1.8 GB peak),
 # 2^20 5.0 s (3.3 GB), 2^21 3.0 s (6.4 GB), 2^22 2.2 s (12.6 GB), 2^23 1.9 s (24.6 GB), one call
-# 1.6 s (37 GB); `examples/bench_world.py --max-rays` repeats it. On 2 CPU cores 2^19 is the
-# faster (64 views at 128 px: 15.9 s split, 17.7 s whole).
+# 1.6 s (37 GB); `examples/bench_world.py --max-rays` repeats it. On 2 CPU cores the split costs
+# little either way (64 views at 128 px: 15.9 s split against 17.7 s whole on one day, 17.6 against
+# 16.7 on another), so the CPU keeps 2^19 for its memory.
 MAX_RAYS = {"cpu": 1 << 19, "cuda": 1 << 22}
 
 
