@@ -32,6 +32,9 @@ SIDES = VIEW_WORDS[:3]  # front, side, back (the world's training orbits never l
 SIZE = 64  # the plain recogniser's and the critic's input
 PATTERN_SIZE = 128  # the pattern recogniser's: the world prior's image size
 PATTERN_NAMES = ("plain", *PATTERNS)
+# The pattern recogniser's largest training blur (px at 128): a 4-px stripe keeps half its contrast at
+# 0.75 px and 6% at 1.5 px, where its label is no longer in the image.
+PATTERN_BLUR = 0.75
 WEIGHTS = Path(__file__).parent / "recogniser.safetensors"
 PATTERN_WEIGHTS = Path(__file__).parent / "pattern_recogniser.safetensors"
 
@@ -98,9 +101,9 @@ def recognise(model: Recogniser, images: Tensor) -> dict[str, list[str]]:
     return {key: [names[key][i] for i in logits[key].argmax(1).tolist()] for key in logits}
 
 
-def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
-    """Training augmentation [B, 3, S, S] in [0, 1]: each image at random blurred (Gaussian, sigma up
-    to 1.5 px), hazed (blended towards white by up to 0.3), its brightness scaled by 0.85-1.15 and
+def degrade(images: Tensor, generator: torch.Generator, max_blur: float = 1.5) -> Tensor:
+    """Training augmentation [B, 3, S, S] in [0, 1]: each image at random blurred (Gaussian, sigma
+    0.3 px up to `max_blur`; PATTERN_BLUR for the pattern recogniser), hazed (blended towards white by up to 0.3), its brightness scaled by 0.85-1.15 and
     noised (std up to 0.03): what splat renders look like next to the world's crisp ones."""
     B, device = images.shape[0], images.device
 
@@ -110,7 +113,7 @@ def degrade(images: Tensor, generator: torch.Generator) -> Tensor:
     def on(p: float) -> Tensor:
         return (torch.rand(B, generator=generator) < p).to(device, images.dtype)[:, None, None, None]
 
-    sigma = u(0.3, 1.5)
+    sigma = u(0.3, max_blur)
     r = torch.arange(-3, 4, device=device, dtype=images.dtype)
     kernel = torch.exp(-(r[None] ** 2) / (2 * sigma.view(B, 1) ** 2))
     kernel = kernel / kernel.sum(1, keepdim=True)  # [B, 7], one separable kernel per image
