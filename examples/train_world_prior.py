@@ -215,10 +215,16 @@ def prompt_table(tokenizer, device: str) -> torch.Tensor:
 
 def train_unet(args, device: str, pool: dict) -> dict:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     vae = AutoencoderKL.from_pretrained(str(args.out / "vae"), torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
-    tokenizer = build_tokenizer(args.out / "tokenizer_files")
+    if args.init_pipeline:  # its text encoder goes on with its own token ids (the BPE trainer's ties differ run to run)
+        (args.out / "tokenizer_files").mkdir(parents=True, exist_ok=True)
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(args.init_pipeline / "tokenizer" / name, args.out / "tokenizer_files" / name)
+        tokenizer = CLIPTokenizer.from_pretrained(str(args.init_pipeline), subfolder="tokenizer")
+    else:
+        tokenizer = build_tokenizer(args.out / "tokenizer_files")
     text_config = CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=MAX_TOKENS, bos_token_id=tokenizer.bos_token_id,
                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TEXT)
     latent = SIZE // 2 ** (len(VAE["block_out_channels"]) - 1)
