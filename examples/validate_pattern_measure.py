@@ -28,31 +28,13 @@ from gsdi.eval.evaluate import eval_cameras, reference_objects, render_instances
 from gsdi.eval.patterns import pattern_contrast
 from gsdi.media import image_grid, write_png
 from gsdi.world import parse
-from gsdi.world.shapes import PATTERN_FIELDS
+from gsdi.world.objects import PATTERN_SHARE as SHARE, pattern_averaged as averaged, pattern_shifted as shifted
 
 PROMPTS = ["a blue car with yellow stripes", "a red castle with white stripes", "a green tree with red dots",
            "a yellow table with blue checks", "a white snowman with red checks", "a purple house with orange dots"]
 HELD_OUT_SEED = 50_000
 SIZE = 128
 BLURS = (0.5, 1.0, 2.0)
-SHARE = 0.25  # the share of the painted surface a pattern covers, about (0.04-0.32 measured: tests/test_world.py)
-PATTERN = slice(20, 20 + PATTERN_FIELDS)  # a primitive's pattern fields: kind, colour 3, period, yaw, tilt, phase 3
-
-
-def averaged(prims: torch.Tensor, share: float) -> torch.Tensor:
-    """The painted parts in the blend of their colour and their pattern's colour by the pattern's share, plain."""
-    out = prims.clone()
-    painted = out[:, PATTERN.start] > 0
-    out[painted, 17:20] = (1 - share) * out[painted, 17:20] + share * out[painted, 21:24]
-    out[:, PATTERN] = 0
-    return out
-
-
-def shifted(prims: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """The same instance with its pattern moved by a random phase (a fraction of a period on each axis)."""
-    out = prims.clone()
-    out[:, PATTERN.start + 7:PATTERN.stop] += torch.rand(3, generator=g)
-    return out
 
 
 def main() -> None:

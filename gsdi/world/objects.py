@@ -258,11 +258,36 @@ def sample_object(category: str, colour: str | None, seed: int, pattern: str | N
     return prims, colour
 
 
-def without_part(category: str, colour: str | None, seed: int, part: str | None = None) -> Tensor:
-    """The same instance as sample_object(category, colour, seed) with one part's primitives removed
-    (default: PARTS[category]) -> primitives [P', PRIMITIVE_FIELDS]."""
-    prims, _, parts = build_object(category, colour, seed)
+def without_part(category: str, colour: str | None, seed: int, part: str | None = None, pattern: str | None = None,
+                 pattern_colour: str | None = None) -> Tensor:
+    """The same instance as sample_object(category, colour, seed, pattern, pattern_colour) with one
+    part's primitives removed (default: PARTS[category]) -> primitives [P', PRIMITIVE_FIELDS]."""
+    prims, _, parts = build_object(category, colour, seed, pattern, pattern_colour)
     part = PARTS[category] if part is None else part
     keep = [i for i, name in enumerate(parts) if name != part]
     assert len(keep) < len(parts), f"a {category} has no part {part!r} (it has {sorted(set(parts))})"
     return prims[keep]
+
+
+PATTERN_SHARE = 0.25  # the share of the painted surface a pattern covers, about (0.04-0.32 measured: tests/test_world.py)
+
+
+def pattern_averaged(prims: Tensor, share: float = PATTERN_SHARE) -> Tensor:
+    """An instance [P, PRIMITIVE_FIELDS] with its pattern averaged away: the painted parts in the blend
+    of their colour and their pattern's colour by the pattern's share, plain. What a method that
+    averages many differently phased patterns converges to."""
+    assert prims.dim() == 2 and prims.shape[1] == PRIMITIVE_FIELDS, prims.shape
+    out = prims.clone()
+    painted = out[:, 20] > 0
+    out[painted, 17:20] = (1 - share) * out[painted, 17:20] + share * out[painted, 21:24]
+    out[:, 20:] = 0
+    return out
+
+
+def pattern_shifted(prims: Tensor, generator: torch.Generator) -> Tensor:
+    """The same instance [P, PRIMITIVE_FIELDS] with its pattern moved by a random phase (a fraction of
+    a period on each axis)."""
+    assert prims.dim() == 2 and prims.shape[1] == PRIMITIVE_FIELDS, prims.shape
+    out = prims.clone()
+    out[:, 27:30] += torch.rand(3, generator=generator)
+    return out
