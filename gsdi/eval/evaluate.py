@@ -111,7 +111,7 @@ def critic_features(critic: Critic, views: Tensor, batch: int = 512) -> Tensor:
     """Views [N, H, W, 3] in [0, 1] -> the critic's features [N, 256] over their RMS on clean renders
     (critic.json's feature_rms, so that KID comes in the usual units), float64 on the CPU."""
     device = next(critic.parameters()).device
-    chunks = [critic.features(to_input(views[i:i + batch]).to(device)) / critic.feature_rms
+    chunks = [critic.features(to_input(views[i:i + batch], critic.size).to(device)) / critic.feature_rms
               for i in range(0, views.shape[0], batch)]
     return torch.cat(chunks).double().cpu()
 
@@ -138,7 +138,7 @@ def kid(fake: Tensor, real: Tensor, seed: int = 0) -> float:
 @torch.no_grad()
 def sharpness(critic: Critic, views: Tensor) -> float:
     """The critic's mean probability over views [N, H, W, 3] that a view is a sharp, whole world render."""
-    x = to_input(views).to(next(critic.parameters()).device)
+    x = to_input(views, critic.size).to(next(critic.parameters()).device)
     return float(torch.sigmoid(critic(x)["quality"]).mean())
 
 
