@@ -13,7 +13,7 @@ from gsdi.eval import degrade
 from gsdi.world import parse
 from gsdi.eval.critic import load_critic, training_batch
 from gsdi.eval.evaluate import Yardstick, compare, ddim_reference, eval_cameras, kid, reference_objects, render_instances
-from gsdi.world.objects import PARTS, build_object, without_part
+from gsdi.world.objects import PARTS, build_object, pattern_averaged, pattern_shifted, without_part
 
 HELD_OUT = 50_000  # as examples/validate_yardstick.py
 
@@ -79,6 +79,24 @@ def test_training_batch_targets_follow_the_degradation():
     untouched = (images - clean.repeat(4, 1, 1, 1)).flatten(1).abs().amax(1) == 0
     assert untouched.any() and (quality[untouched] == 1).all()  # a clean render's target is 1
     assert (quality[~untouched] < 1).all() and (quality > 0).all()
+
+
+def test_pattern_critic_batches_grade_an_averaged_pattern_below_one_and_a_plain_render_at_one():
+    spec = parse("a blue car with yellow stripes")
+    cams = eval_cameras(128)
+    prims = reference_objects(spec, 1, HELD_OUT)[0]
+    clean, averaged = (render_instances([p], cams)[0][0].permute(0, 3, 1, 2) for p in (prims, pattern_averaged(prims)))
+    painted = prims[:, 20] > 0
+    assert painted.any() and (pattern_averaged(prims)[:, 20:] == 0).all()  # plain, in the blend of blue and yellow
+    assert torch.allclose(pattern_averaged(prims)[painted, 17:20], 0.75 * prims[painted, 17:20] + 0.25 * prims[painted, 21:24])
+    shifted = pattern_shifted(prims, torch.Generator().manual_seed(0))
+    assert torch.equal(shifted[:, :27], prims[:, :27]) and not torch.equal(shifted[painted, 27:], prims[painted, 27:])
+    parted = render_instances([without_part("car", "blue", HELD_OUT, None, "stripes", "yellow")], cams)[0][0].permute(0, 3, 1, 2)
+    g = torch.Generator().manual_seed(0)
+    for flat, graded in ((averaged, lambda q: (q < 1).all()), (clean, lambda q: (q == 1).all())):  # a plain render averages to itself
+        images, quality = training_batch(clean.repeat(4, 1, 1, 1), parted.repeat(4, 1, 1, 1), g, flat.repeat(4, 1, 1, 1))
+        took = (images - flat.repeat(4, 1, 1, 1)).flatten(1).abs().amax(1) == 0
+        assert took.any() and graded(quality[took]), quality[took]
 
 
 def test_every_category_names_its_yardstick_part():
