@@ -45,7 +45,7 @@ def test_diffusers_samples_a_recognisable_patterned_castle(pipeline):
     """diffusers' own DDIM sampling of the folder, no gsdi code in the loop: the world's recogniser
     names a castle in most of four samples, red (the object's own colour, which shows most) in most,
     and the pattern recogniser reads stripes in half (seeds 0, 1, 2: castle 4, 4, 4; red 4, 3, 4;
-    stripes 3, 4, 2)."""
+    stripes 4, 3, 4 with the pattern recogniser of 2026-12-03)."""
     from gsdi.eval.recogniser import load_recogniser, recognise
 
     prompt = "a red castle with white stripes, front view"
