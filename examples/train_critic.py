@@ -57,7 +57,8 @@ def part_pool(n: int, seed: int, size: int, device: str, batch: int = 1024, patt
             prims, colour, _ = build_object(category, None, object_seed, pattern, second)
             whole.append(prims)
             parted.append(without_part(category, colour, object_seed, pattern=pattern, pattern_colour=second))
-            flat.append(pattern_averaged(prims))
+            if patterned > 0:
+                flat.append(pattern_averaged(prims))
             colour_ids.append(colours_all.index(colour))
         cams = sample_orbits(m, size, size, g)
         for key, objects in zip(keys, (whole, parted, flat)):
@@ -123,7 +124,7 @@ def main() -> None:
 
     def step_loss(step: int) -> torch.Tensor:
         idx = torch.randint(args.train, (args.batch,), generator=g).to(device)
-        averaged = train["averaged"][idx].float() / 255 if args.patterns else None
+        averaged = train["averaged"][idx].float() / 255 if "averaged" in train else None
         x, q = training_batch(train["images"][idx].float() / 255, train["part_removed"][idx].float() / 255, g, averaged)
         out = model(x)
         return quality_loss(out["quality"], q) + (F.cross_entropy(out["category"], train["category"][idx])

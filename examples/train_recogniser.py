@@ -21,12 +21,17 @@ import torch
 import torch.nn.functional as F
 
 from gsdi.world import render_pool
-from gsdi.eval.recogniser import PATTERN_BLUR, PATTERN_SIZE, SIZE, Recogniser, degrade
+from gsdi.eval.recogniser import BLUR, PATTERN_BLUR, PATTERN_SIZE, SIZE, Recogniser, degrade
 from gsdi.eval.training import fit, save_weights
 from training_args import training_arguments  # examples/training_args.py
 
 HEADS = {"category": "category", "colour": "colour", "side": "view"}  # head -> the pool's label
 PATTERN_HEADS = {"pattern": "pattern", "pattern_colour": "pattern_colour"}
+
+
+def max_blur(model: Recogniser) -> float:
+    """The training blur's cap: a pattern reader's is smaller, so that its labels stay in the image."""
+    return PATTERN_BLUR if "pattern" in model.heads else BLUR
 
 
 def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, batch: int = 512) -> dict[str, float]:
@@ -41,7 +46,7 @@ def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, b
         for start in range(0, n, batch):
             x = pool["images"][start:start + batch].float() / 255
             if generator is not None:
-                x = degrade(x, generator, PATTERN_BLUR if "pattern" in model.heads else 1.5)
+                x = degrade(x, generator, max_blur(model))
             out = model(x)
             for k, label in heads.items():
                 right[k].append(out[k].argmax(1) == pool[label][start:start + batch])
@@ -78,7 +83,7 @@ def main() -> None:
 
     def step_loss(step: int) -> torch.Tensor:
         idx = torch.randint(args.train, (args.batch,), generator=g).to(device)
-        x = degrade(train["images"][idx].float() / 255, g, PATTERN_BLUR if args.patterns else 1.5)
+        x = degrade(train["images"][idx].float() / 255, g, max_blur(model))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(x)
         # a plain render's pattern colour is -1: no loss there

@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from gsdi.eval import degrade
-from gsdi.eval.evaluate import eval_cameras, reference_objects, render_instances
+from gsdi.eval.evaluate import eval_cameras, pattern_conditions, reference_objects, render_instances
 from gsdi.eval.patterns import pattern_contrast
 from gsdi.media import image_grid, write_png
 from gsdi.world import parse
-from gsdi.world.objects import PATTERN_SHARE as SHARE, pattern_averaged as averaged, pattern_shifted as shifted
+from gsdi.world.objects import PATTERN_SHARE as SHARE
 
 PROMPTS = ["a blue car with yellow stripes", "a red castle with white stripes", "a green tree with red dots",
            "a yellow table with blue checks", "a white snowman with red checks", "a purple house with orange dots"]
@@ -47,7 +47,6 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cams = eval_cameras(SIZE)
-    V = len(cams)
     g = torch.Generator().manual_seed(4)
     rows, pictures = [], []
     for prompt in args.prompts:
@@ -59,14 +58,7 @@ def main() -> None:
         for s in BLURS:
             blurred = degrade.blur(rgb.flatten(0, 1).permute(0, 3, 1, 2), s).permute(0, 2, 3, 1).reshape(rgb.shape)
             conditions[("pattern blurred", s)] = (blurred, alpha)
-        # Phase scrambled: view v of instance m comes from one of two copies whose patterns are shifted.
-        copies = [render_instances([shifted(p, g) for p in held], cams, args.device) for _ in range(2)]
-        pick = torch.arange(V) % 2
-        scrambled = torch.stack([torch.stack([copies[int(pick[v])][0][m, v] for v in range(V)]) for m in range(args.held_out)])
-        conditions[("phase scrambled between views", 0.0)] = (scrambled, alpha)
-        conditions[("pattern averaged into its mean colour", SHARE)] = render_instances([averaged(p, SHARE) for p in held], cams, args.device)
-        plain = reference_objects(parse(f"a {spec.colour} {spec.category}"), args.held_out, HELD_OUT_SEED)
-        conditions[("plain, the object's own colour", 0.0)] = render_instances(plain, cams, args.device)
+        conditions |= pattern_conditions(spec, held, HELD_OUT_SEED, cams, args.device, g)
         for (kind, s), (views, masks) in conditions.items():
             scores = [pattern_contrast(views[m], masks[m], spec, world_rgb.flatten(0, 1), world_alpha.flatten(0, 1)) for m in range(args.held_out)]
             rows.append({"prompt": prompt, "condition": kind, "strength": s, "pattern_contrast": round(sum(scores) / len(scores), 4)})

@@ -34,8 +34,8 @@ from gsdi.media import image_grid, write_png
 from gsdi.eval import degrade
 from gsdi.world import parse
 from gsdi.eval.critic import load_critic
-from gsdi.eval.evaluate import DENOISE_RATIO, Yardstick, eval_cameras, render_instances, reference_objects
-from gsdi.world.objects import PATTERN_SHARE, pattern_averaged, pattern_shifted, without_part
+from gsdi.eval.evaluate import DENOISE_RATIO, Yardstick, eval_cameras, pattern_conditions, render_instances, reference_objects
+from gsdi.world.objects import PATTERN_SHARE, without_part
 
 PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",
            "an orange rocket", "a yellow duck", "a purple lamp", "a brown table"]
@@ -74,7 +74,8 @@ def main() -> None:
     for prompt in args.prompts:
         spec = parse(prompt)
         seeds = [HELD_OUT_SEED + m for m in range(args.held_out)]
-        clean, _ = render_instances(reference_objects(spec, args.held_out, HELD_OUT_SEED), cams, device)
+        held = reference_objects(spec, args.held_out, HELD_OUT_SEED)
+        clean, _ = render_instances(held, cams, device)
         conditions = {("clean", 0.0): clean}
         for kind, strengths in STRENGTHS.items():
             for s in strengths:
@@ -84,14 +85,7 @@ def main() -> None:
             parted = [without_part(spec.category, spec.colour, s, part, spec.pattern, spec.pattern_colour) for s in seeds]
             conditions[(f"part removed: {part or 'main'}", 0.0)] = render_instances(parted, cams, device)[0]
         if spec.pattern is not None:
-            held = reference_objects(spec, args.held_out, HELD_OUT_SEED)
-            conditions[("pattern averaged into its mean colour", PATTERN_SHARE)] = render_instances(
-                [pattern_averaged(p) for p in held], cams, device)[0]
-            copies = [render_instances([pattern_shifted(p, g) for p in held], cams, device)[0] for _ in range(2)]
-            conditions[("phase scrambled between views", 0.0)] = torch.where(
-                (torch.arange(len(cams)) % 2 == 0).view(1, -1, 1, 1, 1), copies[0], copies[1])
-            plain = reference_objects(parse(f"a {spec.colour} {spec.category}"), args.held_out, HELD_OUT_SEED)
-            conditions[("plain, the object's own colour", 0.0)] = render_instances(plain, cams, device)[0]
+            conditions |= {k: rgb for k, (rgb, _) in pattern_conditions(spec, held, HELD_OUT_SEED, cams, device, g).items()}
         for (kind, s), views in conditions.items():
             scores = [yard.score(spec, views[m]) for m in range(args.held_out)]
             rows.append({"prompt": prompt, "condition": kind, "strength": s,

@@ -30,7 +30,7 @@ from gsdi.cameras import Cameras, orbit_cameras, sample_orbits
 from gsdi.eval.critic import Critic
 from gsdi.eval.recogniser import to_input
 from gsdi.world.language import Prompt
-from gsdi.world.objects import sample_object
+from gsdi.world.objects import PATTERN_SHARE, pattern_averaged, pattern_shifted, sample_object
 from gsdi.world.render import pad_objects, render_objects
 
 AZIMUTHS = (0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)
@@ -54,6 +54,22 @@ def reference_objects(spec: Prompt, count: int, first_seed: int = REFERENCE_SEED
     """The world's instances of a prompt: primitives of seeds first_seed, first_seed + 1, ..."""
     return [sample_object(spec.category, spec.colour, first_seed + m, spec.pattern, spec.pattern_colour)[0]
             for m in range(count)]
+
+
+def pattern_conditions(spec: Prompt, held: list[Tensor], first_seed: int, cams: Cameras, device: str | torch.device,
+                       generator: torch.Generator) -> dict[tuple[str, float], tuple[Tensor, Tensor]]:
+    """A patterned prompt's instances `held` (seeds first_seed, first_seed + 1, ...) changed the ways a
+    method that does not keep one pattern changes them, each as render_instances' (RGB, alpha):
+    its phase scrambled between views (view v from one of two copies whose patterns are shifted by
+    random phases, by v's parity), the pattern averaged into its mean colour, the plain object in
+    its own colour. The validations of the pattern measure and of the pattern critic use them."""
+    assert spec.pattern is not None, f"needs a patterned prompt: {spec}"
+    copies = [render_instances([pattern_shifted(p, generator) for p in held], cams, device) for _ in range(2)]
+    even = (torch.arange(len(cams)) % 2 == 0).view(1, -1, 1, 1, 1)
+    plain = reference_objects(Prompt(spec.category, spec.colour), len(held), first_seed)
+    return {("phase scrambled between views", 0.0): tuple(torch.where(even, a, b) for a, b in zip(*copies)),
+            ("pattern averaged into its mean colour", PATTERN_SHARE): render_instances([pattern_averaged(p) for p in held], cams, device),
+            ("plain, the object's own colour", 0.0): render_instances(plain, cams, device)}
 
 
 def render_instances(objects: list[Tensor], cams: Cameras, device: str | torch.device = "cpu",

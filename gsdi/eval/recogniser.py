@@ -34,6 +34,7 @@ PATTERN_SIZE = 128  # the pattern recogniser's: the world prior's image size
 PATTERN_NAMES = ("plain", *PATTERNS)
 # The pattern recogniser's largest training blur (px at 128): a 4-px stripe keeps half its contrast at
 # 0.75 px and 6% at 1.5 px, where its label is no longer in the image.
+BLUR = 1.5  # the plain recogniser's largest training blur (px at 64)
 PATTERN_BLUR = 0.75
 WEIGHTS = Path(__file__).parent / "recogniser.safetensors"
 PATTERN_WEIGHTS = Path(__file__).parent / "pattern_recogniser.safetensors"
@@ -101,7 +102,7 @@ def recognise(model: Recogniser, images: Tensor) -> dict[str, list[str]]:
     return {key: [names[key][i] for i in logits[key].argmax(1).tolist()] for key in logits}
 
 
-def degrade(images: Tensor, generator: torch.Generator, max_blur: float = 1.5) -> Tensor:
+def degrade(images: Tensor, generator: torch.Generator, max_blur: float = BLUR) -> Tensor:
     """Training augmentation [B, 3, S, S] in [0, 1]: each image at random blurred (Gaussian, sigma
     0.3 px up to `max_blur`; PATTERN_BLUR for the pattern recogniser), hazed (blended towards white by up to 0.3), its brightness scaled by 0.85-1.15 and
     noised (std up to 0.03): what splat renders look like next to the world's crisp ones."""
