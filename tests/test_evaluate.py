@@ -12,7 +12,8 @@ import torch
 from gsdi.eval import degrade
 from gsdi.world import parse
 from gsdi.eval.critic import load_critic, training_batch
-from gsdi.eval.evaluate import Yardstick, compare, ddim_reference, eval_cameras, kid, reference_objects, render_instances
+from gsdi.eval.evaluate import (Yardstick, compare, ddim_reference, eval_cameras, kid, reference_objects, render_instances,
+                                sharpness)
 from gsdi.world.objects import PARTS, build_object, pattern_averaged, pattern_shifted, without_part
 
 HELD_OUT = 50_000  # as examples/validate_yardstick.py
@@ -97,6 +98,20 @@ def test_pattern_critic_batches_grade_an_averaged_pattern_below_one_and_a_plain_
         images, quality = training_batch(clean.repeat(4, 1, 1, 1), parted.repeat(4, 1, 1, 1), g, flat.repeat(4, 1, 1, 1))
         took = (images - flat.repeat(4, 1, 1, 1)).flatten(1).abs().amax(1) == 0
         assert took.any() and graded(quality[took]), quality[took]
+
+
+def test_the_shipped_pattern_critic_sees_a_pattern_averaged_away_and_blurred_step_by_step():
+    """The 128-px critic that has seen patterns, on a held-out patterned car's 16 eval views (a small
+    version of validate_yardstick.py --patterns, docs/eval/yardstick_patterns/): clean views read as
+    sharp; the pattern averaged into its mean colour and blur at 0.5 / 1 / 2 px lower the sharpness."""
+    critic = load_critic(patterns=True)
+    assert critic.size == 128
+    spec = parse("a blue car with yellow stripes")
+    prims = reference_objects(spec, 1, HELD_OUT)[0]
+    clean, averaged = (render_instances([p], eval_cameras(128))[0][0] for p in (prims, pattern_averaged(prims)))
+    chain = [sharpness(critic, v) for v in (clean, *(degraded(clean, "blur", s) for s in (0.5, 1.0, 2.0)))]
+    assert chain[0] > 0.8 and all(a > b for a, b in zip(chain, chain[1:])), chain
+    assert sharpness(critic, averaged) < chain[0] - 0.3, (chain[0], sharpness(critic, averaged))
 
 
 def test_every_category_names_its_yardstick_part():
