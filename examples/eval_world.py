@@ -6,7 +6,8 @@
 For each prompt runs the chosen methods with the same seed, prior and step budget (or, with
 --score, reads the given scene files), renders each scene from the held-out views and scores it
 with gsdi.eval.evaluate: fidelity_kid and sharpness (the world critic: they see blur, noise, haze
-and missing parts), best-instance PSNR (rewards a blurry average: layout and colour only),
+and missing parts; the 128-px critic that has also seen patterns averaged away scores a prior of
+128 px or more, --critic), best-instance PSNR (rewards a blurry average: layout and colour only),
 silhouette IoU, front/back, haze, size, and the recognised share. Each prompt also gets the prior's
 own DDIM samples scored the same way (ddim_fidelity_kid, ddim_sharpness): the 2D reference.
 Also the 2D analogue: one image optimised directly by SDS and by SDI, beside plain DDIM sampling with
@@ -50,6 +51,7 @@ METHODS = {  # name: guidance overrides
     "old-default": {"guidance.method": "sds", "guidance.t_schedule": "anneal", "steps": 250, "densify.opacity_l1": 0.02},
 }
 DEFAULT_METHODS = ["sds-random-t", "sds-annealed-t", "sdi"]
+PATTERN_CRITIC_MIN_SIZE = 128  # --critic auto: the pattern critic's size; a 64-px prior's views stay with the plain critic
 
 
 def random_prompts(n: int, seed: int, patterned: bool = False) -> list[str]:
@@ -155,6 +157,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
                         help=f"any of {', '.join(METHODS)}, or NAME='{{\"guidance.field\": value, ...}}' for a variant")
     parser.add_argument("--device", default="cpu", help="where the generations, world renders and the prior run (auto, cpu, cuda)")
+    parser.add_argument("--critic", choices=["auto", "plain", "patterns"], default="auto",
+                        help="the yardstick's critic: plain (64 px, docs/eval/yardstick), patterns (128 px, has seen "
+                             "patterns, docs/eval/yardstick_patterns); auto: patterns for a prior of 128 px or more")
     parser.add_argument("--runs", type=Path, default=None, help="where the generations go (default: a temporary folder)")
     args = parser.parse_args()
     if args.merge:
@@ -189,7 +194,8 @@ def main() -> None:
 
         recogniser = load_recogniser("cpu")
     prior = load_prior(args.prior, device)
-    yard = Yardstick(load_critic(device), prior.image_size, args.reference_instances, render_device=device)
+    patterns = args.critic == "patterns" or (args.critic == "auto" and prior.image_size >= PATTERN_CRITIC_MIN_SIZE)
+    yard = Yardstick(load_critic(device, patterns=patterns), prior.image_size, args.reference_instances, render_device=device)
     cams = eval_cameras(prior.image_size)
     ring = slice(len(AZIMUTHS), None)  # the 30-degree ring: the grid's and the recogniser's views
     rows, grid_rows, analogue, ddim = [], [], {}, {}
@@ -214,7 +220,8 @@ def main() -> None:
             with torch.no_grad():  # gsdi's torch rasterizer (the same pixels everywhere), on the chosen device
                 r = render({k: v.to(device) for k, v in scene.items()}, cams, (1.0, 1.0, 1.0), "torch")
             r.rgb, r.alpha = r.rgb.cpu(), r.alpha.cpu()
-            scored[name] = {**yard.score(spec, r.rgb), **compare(r.rgb, r.alpha, inst_rgb, inst_alpha)}
+            scored[name] = {**yard.score(spec, r.rgb), "critic": "patterns" if patterns else "plain",
+                            **compare(r.rgb, r.alpha, inst_rgb, inst_alpha)}
             if spec.pattern is not None and spec.colour is not None:  # against the same world instances
                 scored[name]["pattern_contrast"] = round(pattern_contrast(r.rgb, r.alpha, spec, inst_rgb.flatten(0, 1), inst_alpha.flatten(0, 1)), 4)
             if recogniser is not None:

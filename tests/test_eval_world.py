@@ -34,7 +34,7 @@ def test_score_writes_rows_named_after_the_files_and_the_ddim_reference(tmp_path
     assert [r["method"] for r in result["rows"]] == ["blob", "blob-web"]
     for row in result["rows"]:
         assert {"fidelity_kid", "sharpness", "best_instance_psnr", "silhouette_iou"} <= set(row)
-        assert row["seconds"] is None
+        assert row["seconds"] is None and row["critic"] == "plain"  # --critic auto: the embedded prior's 64-px views
     ddim = result["ddim"]["a red castle"]
     # A dark blob is far from the world; the prior's own samples are much nearer and sharper.
     assert ddim["ddim_fidelity_kid"] < result["rows"][0]["fidelity_kid"]
