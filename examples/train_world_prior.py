@@ -55,6 +55,7 @@ SIZE = 128  # render size; latents are SIZE / 4 a side
 RENDER_BATCH = 768  # objects built a round of render_pool (the tracer goes MAX_RAYS rays a call: gsdi/world/render.py)
 OBJECT_WEIGHT = 5.0
 SPECTRAL_PATCH = 16  # --vae-spectral's patch: three to five periods of the world's patterns at 128 px
+WORLD_SAMPLE_SEED = 60_000  # samples: the world instances read beside them (no training pool uses these seeds)
 MAX_TOKENS = 16  # the text encoder's length: the longest prompt is 11 tokens with start and end
 VAE = {"block_out_channels": [32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
        "down_block_types": ["DownEncoderBlock2D"] * 3, "up_block_types": ["UpDecoderBlock2D"] * 3}
@@ -304,17 +305,22 @@ def samples(args, device: str) -> dict:
     """DDIM samples of front views by diffusers' own pipeline, named by gsdi's pattern recogniser: per
     category ten prompts, four plain and two of each pattern, the colours turning with the category.
     A sample counts as named when category, colour, pattern and (patterned) the pattern's colour are
-    all the prompt's."""
+    all the prompt's. The same reader also reads one world render of each prompt (a held-out instance
+    from a front camera of the training orbits): what a perfect prior would score with this reader."""
     from diffusers import StableDiffusionPipeline
 
+    from gsdi.cameras import orbit_cameras
     from gsdi.eval.recogniser import load_recogniser, recognise
+    from gsdi.world import pad_objects, render_objects, sample_object
 
     pipe = StableDiffusionPipeline.from_pretrained(str(args.pipeline or args.out / "pipeline"), dtype=torch.float16 if device == "cuda" else torch.float32)
     pipe.to(device).set_progress_bar_config(disable=True)
     recogniser = load_recogniser(device, patterns=True)
     g = torch.Generator(device=device).manual_seed(123)
+    world_g = torch.Generator().manual_seed(WORLD_SAMPLE_SEED)
     heads = ("category", "colour", "pattern", "pattern_colour", "named")
-    rows, hits = [], {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)}
+    hits = {source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in ("samples", "world")}
+    rows = []
     for ci, cat in enumerate(CATS):
         asked = [(cat, COLOURS[(ci + i) % 10], None, None) for i in range(4)]
         asked += [(cat, COLOURS[(ci + i) % 10], PATTERNS[(i - 4) % 3], COLOURS[(ci + i + 3 + (i - 4) // 3) % 10]) for i in range(4, 10)]
@@ -322,19 +328,32 @@ def samples(args, device: str) -> dict:
         out = pipe(prompts, height=SIZE, width=SIZE, num_inference_steps=args.sample_steps, guidance_scale=args.cfg,
                    generator=g, output_type="pt").images.float()
         rows.append(out.cpu())
+        u = lambda lo, hi: lo + (hi - lo) * torch.rand(len(asked), generator=world_g)  # noqa: E731
+        cams = orbit_cameras(u(-45.0, 45.0), u(-10.0, 45.0), u(1.5, 2.0), u(40.0, 70.0), SIZE, SIZE)  # "front view"
+        objects = [sample_object(c, col, WORLD_SAMPLE_SEED + 10 * ci + i, p, pc)[0] for i, (c, col, p, pc) in enumerate(asked)]
+        world = render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
         names = recognise(recogniser, out.permute(0, 2, 3, 1))
-        for i, (c, col, p, pc) in enumerate(asked):
-            kind = p or "plain"
-            right = {"category": names["category"][i] == c, "colour": names["colour"][i] == col,
-                     "pattern": names["pattern"][i] == kind, "pattern_colour": p is None or names["pattern_colour"][i] == pc}
-            right["named"] = all(right.values())
-            for k, v in right.items():
-                hits[kind][k] += int(v)
-            hits[kind]["samples"] += 1
+        for source, read in (("samples", names), ("world", recognise(recogniser, world))):
+            count_named(hits[source], asked, read)
         print(json.dumps({"event": "samples", "category": cat, "recognised": names}), flush=True)
-    hits["all"] = {k: sum(h[k] for h in hits.values()) for k in (*heads, "samples")}
+    for table in hits.values():
+        table["all"] = {k: sum(h[k] for h in table.values()) for k in (*heads, "samples")}
     write_png(args.out / "samples.png", image_grid(torch.cat(rows).permute(0, 2, 3, 1), 10))
-    return {"samples_cfg": args.cfg, "samples_steps": args.sample_steps, "recognised": hits}
+    return {"samples_cfg": args.cfg, "samples_steps": args.sample_steps, "recognised": hits["samples"],
+            "recognised_world_renders": hits["world"]}
+
+
+def count_named(hits: dict, asked: list[tuple], read: dict) -> None:
+    """Add to hits[kind][head] the prompts `asked` (category, colour, pattern, pattern colour) whose
+    reading `read` (recognise's lists) is right on each head, and on all of them ("named")."""
+    for i, (c, col, p, pc) in enumerate(asked):
+        kind = p or "plain"
+        right = {"category": read["category"][i] == c, "colour": read["colour"][i] == col,
+                 "pattern": read["pattern"][i] == kind, "pattern_colour": p is None or read["pattern_colour"][i] == pc}
+        right["named"] = all(right.values())
+        for k, v in right.items():
+            hits[kind][k] += int(v)
+        hits[kind]["samples"] += 1
 
 
 def main() -> None:
