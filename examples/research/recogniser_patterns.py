@@ -1,6 +1,6 @@
 """Where the pattern recogniser misreads patterns: accuracy by how many pixels of the pattern a render shows.
 
-    python examples/research/recogniser_patterns.py [--objects 400] [--recogniser DIR]
+    python examples/research/recogniser_patterns.py [--objects 400] [--recogniser DIR] [--period LO HI]
 
 Hypothesis: the pattern recogniser's 0.75 held-out pattern accuracy is not a limit of the network
 but of the renders: on the world's training orbits a pattern covers a quarter of a small object's
@@ -10,6 +10,8 @@ object patterned) from a seed no training used, renders each object again plain 
 camera (its shape is the same: a pattern is drawn after the shape), counts the pixels where the
 two differ by more than 0.1 in a channel (the pattern's visible pixels), and prints one JSON line
 per bin of that count: renders, the recogniser's pattern accuracy, and what it read instead.
+--period draws the patterns' periods from another range (world units; the world's is
+gsdi.world.objects.PERIOD): how the reader does on coarser patterns than it was trained on.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from gsdi.cameras import sample_orbits
 from gsdi.eval.recogniser import PATTERN_NAMES, load_recogniser, recognise
 from gsdi.world import pad_objects, render_objects
-from gsdi.world.objects import CATEGORIES, PALETTE, sample_object
+from gsdi.world.objects import CATEGORIES, PALETTE, PERIOD, sample_object
 from gsdi.world.shapes import PATTERNS
 
 BINS = (0, 25, 50, 100, 200, 400, 100_000)  # visible pattern pixels at 128 px
@@ -34,7 +36,12 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=400)
     parser.add_argument("--seed", type=int, default=77)
     parser.add_argument("--recogniser", default=None, help="a folder with pattern_recogniser.safetensors (default: the shipped one)")
+    parser.add_argument("--period", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                        help="draw pattern periods from this range (world units) instead of the world's")
     args = parser.parse_args()
+    if args.period:
+        import gsdi.world.objects as objects
+        objects.PERIOD = tuple(args.period)  # sample_object draws each instance's period from this range
     if args.recogniser:
         import pathlib
 
@@ -62,7 +69,7 @@ def main() -> None:
         asked += [PATTERNS[int(k)] for k in kinds]
         read += recognise(model, a)["pattern"]
     pixels = torch.tensor(pixels)
-    print(json.dumps({"renders": len(asked), "pattern_accuracy": round(sum(x == y for x, y in zip(asked, read)) / len(asked), 3),
+    print(json.dumps({"period": list(args.period or PERIOD), "renders": len(asked), "pattern_accuracy": round(sum(x == y for x, y in zip(asked, read)) / len(asked), 3),
                       "median_visible_pixels": int(pixels.median())}))
     for lo, hi in zip(BINS, BINS[1:]):
         idx = [i for i in range(len(asked)) if lo <= pixels[i] < hi]
