@@ -48,7 +48,7 @@ from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
 from gsdi.prompts import VIEW_WORDS
 from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, describe, render_pool
 from gsdi.world.shapes import PATTERNS
-from training_args import ema_step, training_start  # examples/training_args.py
+from training_args import ema_step, period_argument, training_start, use_period  # examples/training_args.py
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
@@ -315,7 +315,7 @@ def samples(args, device: str) -> dict:
 
     pipe = StableDiffusionPipeline.from_pretrained(str(args.pipeline or args.out / "pipeline"), dtype=torch.float16 if device == "cuda" else torch.float32)
     pipe.to(device).set_progress_bar_config(disable=True)
-    recogniser = load_recogniser(device, patterns=True)
+    recogniser = load_recogniser(device, patterns=True, folder=args.recogniser)
     g = torch.Generator(device=device).manual_seed(123)
     world_g = torch.Generator().manual_seed(WORLD_SAMPLE_SEED)
     heads = ("category", "colour", "pattern", "pattern_colour", "named")
@@ -383,7 +383,11 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=50, help="samples: DDIM steps")
     parser.add_argument("--pipeline", type=Path, default=None, help="samples: the pipeline folder (default: OUT/pipeline)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recogniser", type=Path, default=None,
+                        help="samples: a folder with pattern_recogniser.safetensors to read them (default: the shipped one)")
+    period_argument(parser)
     args = parser.parse_args()
+    use_period(args)
     device = training_start(args)
     figures = {}
     if args.stage == "samples":

@@ -24,7 +24,26 @@ def training_arguments(description: str, train: int, held_out: int, steps: int, 
     parser.add_argument("--out", type=Path, required=True)
     for name, keywords in (extra or {}).items():
         parser.add_argument(name, **keywords)
-    return parser.parse_args()
+    period_argument(parser)
+    args = parser.parse_args()
+    use_period(args)
+    return args
+
+
+def period_argument(parser: argparse.ArgumentParser) -> None:
+    """--period LO HI: the patterns' period range of a candidate world (see use_period)."""
+    parser.add_argument("--period", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                        help="draw the patterns' periods from this range (world units) instead of the world's "
+                             "(gsdi.world.objects.PERIOD): a candidate world, trained on before the world changes")
+
+
+def use_period(args: argparse.Namespace) -> None:
+    """This process draws pattern periods from --period, where given (the card's command records it)."""
+    if args.period is not None:
+        import gsdi.world.objects as objects
+
+        assert 0 < args.period[0] <= args.period[1], args.period
+        objects.PERIOD = tuple(args.period)  # build_object draws each instance's period from it
 
 
 def training_start(args: argparse.Namespace) -> str:

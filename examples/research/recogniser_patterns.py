@@ -42,12 +42,7 @@ def main() -> None:
     if args.period:
         import gsdi.world.objects as objects
         objects.PERIOD = tuple(args.period)  # sample_object draws each instance's period from this range
-    if args.recogniser:
-        import pathlib
-
-        import gsdi.eval.recogniser as rec
-        rec.PATTERN_WEIGHTS = pathlib.Path(args.recogniser) / "pattern_recogniser.safetensors"
-    model = load_recogniser("cpu", patterns=True)
+    model = load_recogniser("cpu", patterns=True, folder=args.recogniser)
     cats, colours = list(CATEGORIES), list(PALETTE)
     g = torch.Generator().manual_seed(args.seed)
     pixels, asked, read = [], [], []

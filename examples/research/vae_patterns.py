@@ -12,7 +12,8 @@ round trip over the render's (gsdi/eval/patterns.py, inside the render's object 
 "keeps" about 1), so each pattern also gets `_drawn`: 1 minus the band energy of the round trip's
 error over the render's, 1 for the same pattern in the same place, 0 for none, below 0 for noise.
 
-    python examples/research/vae_patterns.py --fit-latents 150   # what the decoder can draw
+    python examples/research/vae_patterns.py --picture periods.png  # and the renders and round trips it read
+    python examples/research/vae_patterns.py --fit-latents 150        # what the decoder can draw
 
 With --fit-latents K the encoder is left out: each render's latent, started at the encoder's,
 takes K Adam steps on the round trip's squared error through the frozen decoder (the world's
@@ -51,9 +52,9 @@ def fit(vae, x: torch.Tensor, steps: int) -> torch.Tensor:
     return z.detach()
 
 
-def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int = 0) -> tuple[float, float]:
+def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int = 0) -> tuple[float, float, torch.Tensor]:
     """n blue objects with yellow `pattern`: the band energy of the VAE's round trip over the renders',
-    and 1 minus that of the round trip's error."""
+    1 minus that of the round trip's error, and the renders over their round trips [2, n, 128, 128, 3]."""
     objects.PERIOD = period  # build_object draws each instance's period from this range
     prims = [objects.sample_object(CATEGORIES[i % len(CATEGORIES)], "blue", 1000 + i, pattern, "yellow")[0] for i in range(n)]
     cams = sample_orbits(n, 128, 128, torch.Generator().manual_seed(7))
@@ -65,7 +66,8 @@ def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int 
     world = band_energy(rgb, alpha, "blue", "yellow").mean()
     blue = torch.tensor(PALETTE["blue"])  # the signal is affine in the colour: error + blue reads as the error's signal
     error = band_energy(back - rgb + blue, alpha, "blue", "yellow").mean()
-    return round(float(band_energy(back, alpha, "blue", "yellow").mean() / world), 3), round(float(1 - error / world), 3)
+    return (round(float(band_energy(back, alpha, "blue", "yellow").mean() / world), 3), round(float(1 - error / world), 3),
+            torch.stack([rgb, back]))
 
 
 def main() -> None:
@@ -73,17 +75,25 @@ def main() -> None:
     parser.add_argument("--vae", default="gsdi/priors/world/vae")
     parser.add_argument("--instances", type=int, default=12)
     parser.add_argument("--fit-latents", type=int, default=0, help="Adam steps on each latent through the frozen decoder (0: the encoder's)")
+    parser.add_argument("--picture", default=None, help="a PNG of the first four renders of each pattern, each period's renders above their round trips")
     args = parser.parse_args()
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(args.vae).float().eval().requires_grad_(False)
     world = objects.PERIOD
+    rows = []
     with torch.no_grad():
         for period in PERIODS[:1] if args.fit_latents else PERIODS:
             row = {p: kept(vae, period, p, args.instances, args.fit_latents) for p in PATTERNS}
-            print(json.dumps({"period": period, "world's": period == world, "fit_latents": args.fit_latents, **{p: k for p, (k, _) in row.items()},
-                              **{f"{p}_drawn": d for p, (_, d) in row.items()}}), flush=True)
+            print(json.dumps({"period": period, "world's": period == world, "fit_latents": args.fit_latents, **{p: k for p, (k, _, _) in row.items()},
+                              **{f"{p}_drawn": d for p, (_, d, _) in row.items()}}), flush=True)
+            pair = torch.cat([views[:, :4] for _, _, views in row.values()], 1)  # [2, 12, 128, 128, 3]
+            rows += [torch.cat(list(line), 1) for line in pair]  # the renders, then their round trips
     objects.PERIOD = world
+    if args.picture:
+        import imageio.v3 as iio
+
+        iio.imwrite(args.picture, (torch.cat(rows, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy())
 
 
 if __name__ == "__main__":

@@ -73,12 +73,13 @@ class Recogniser(nn.Module):
         return {name: head(h) for name, head in self.heads.items()}
 
 
-def load_recogniser(device: torch.device | str = "cpu", patterns: bool = False) -> Recogniser:
+def load_recogniser(device: torch.device | str = "cpu", patterns: bool = False, folder: Path | str | None = None) -> Recogniser:
     """The shipped, trained recogniser (eval mode, no grad); with `patterns`, the 128-px one that also
-    reads patterns."""
+    reads patterns; `folder`: the same file from another folder (a train_recogniser.py --out)."""
     from gsdi.eval.training import load_weights
 
     weights = PATTERN_WEIGHTS if patterns else WEIGHTS
+    weights = weights if folder is None else Path(folder) / weights.name
     return load_weights(weights.parent, weights.stem,
                         lambda card: Recogniser(card.get("width", 32), card.get("size", SIZE), card.get("patterns", False)),
                         "examples/train_recogniser.py" + (" --patterns" if patterns else ""), device)
