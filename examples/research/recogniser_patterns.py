@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
+from pathlib import Path
 
 import torch
 
 from gsdi.cameras import sample_orbits
 from gsdi.eval.recogniser import PATTERN_NAMES, load_recogniser, recognise
 from gsdi.world import pad_objects, render_objects
-from gsdi.world.objects import CATEGORIES, PALETTE, PERIOD, sample_object
+import gsdi.world.objects as objects
+from gsdi.world.objects import CATEGORIES, PALETTE, sample_object
 from gsdi.world.shapes import PATTERNS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/training_args.py
+from training_args import period_argument, use_period  # noqa: E402
 
 BINS = (0, 25, 50, 100, 200, 400, 100_000)  # visible pattern pixels at 128 px
 
@@ -36,12 +42,9 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=400)
     parser.add_argument("--seed", type=int, default=77)
     parser.add_argument("--recogniser", default=None, help="a folder with pattern_recogniser.safetensors (default: the shipped one)")
-    parser.add_argument("--period", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                        help="draw pattern periods from this range (world units) instead of the world's")
+    period_argument(parser)
     args = parser.parse_args()
-    if args.period:
-        import gsdi.world.objects as objects
-        objects.PERIOD = tuple(args.period)  # sample_object draws each instance's period from this range
+    use_period(args)
     model = load_recogniser("cpu", patterns=True, folder=args.recogniser)
     cats, colours = list(CATEGORIES), list(PALETTE)
     g = torch.Generator().manual_seed(args.seed)
@@ -64,7 +67,7 @@ def main() -> None:
         asked += [PATTERNS[int(k)] for k in kinds]
         read += recognise(model, a)["pattern"]
     pixels = torch.tensor(pixels)
-    print(json.dumps({"period": list(args.period or PERIOD), "renders": len(asked), "pattern_accuracy": round(sum(x == y for x, y in zip(asked, read)) / len(asked), 3),
+    print(json.dumps({"period": list(objects.PERIOD), "renders": len(asked), "pattern_accuracy": round(sum(x == y for x, y in zip(asked, read)) / len(asked), 3),
                       "median_visible_pixels": int(pixels.median())}))
     for lo, hi in zip(BINS, BINS[1:]):
         idx = [i for i in range(len(asked)) if lo <= pixels[i] < hi]
