@@ -14,6 +14,11 @@ error over the render's, 1 for the same pattern in the same place, 0 for none, b
 
     python examples/research/vae_patterns.py --picture periods.png  # and the renders and round trips it read
     python examples/research/vae_patterns.py --fit-latents 150        # what the decoder can draw
+    python examples/research/vae_patterns.py --zoom 1.5               # the objects shown 1.5x larger
+
+--zoom narrows the training orbits' field of view so that each object fills more of the 128 px, and
+moves the measure's band with it (BAND follows the pattern's size in pixels): how much of a pattern
+the VAE keeps at the pattern's own scale when the views are framed closer.
 
 With --fit-latents K the encoder is left out: each render's latent, started at the encoder's,
 takes K Adam steps on the round trip's squared error through the frozen decoder (the world's
@@ -25,17 +30,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import torch
 
 import gsdi.world.objects as objects
 from gsdi.cameras import sample_orbits
+from gsdi.config import CameraConfig
 from gsdi.eval.patterns import band_energy
 from gsdi.world.objects import PALETTE
 from gsdi.world.render import pad_objects, render_objects
 from gsdi.world.shapes import PATTERNS
 
 CATEGORIES = ["car", "castle", "snowman", "house", "rocket", "table"]
+FOV = CameraConfig.fov_range  # the training orbits' (the world renders' and the generation's)
 PERIODS = [objects.PERIOD, (0.22, 0.32), (0.30, 0.45)]  # world units; the first is the world's
 
 
@@ -52,21 +60,23 @@ def fit(vae, x: torch.Tensor, steps: int) -> torch.Tensor:
     return z.detach()
 
 
-def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int = 0) -> tuple[float, float, torch.Tensor]:
+def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int = 0, zoom: float = 1.0) -> tuple[float, float, torch.Tensor]:
     """n blue objects with yellow `pattern`: the band energy of the VAE's round trip over the renders',
-    1 minus that of the round trip's error, and the renders over their round trips [2, n, 128, 128, 3]."""
+    1 minus that of the round trip's error, and the renders over their round trips [2, n, 128, 128, 3].
+    zoom > 1 narrows the training orbits' field of view so that the object shows zoom times larger."""
     objects.PERIOD = period  # build_object draws each instance's period from this range
     prims = [objects.sample_object(CATEGORIES[i % len(CATEGORIES)], "blue", 1000 + i, pattern, "yellow")[0] for i in range(n)]
-    cams = sample_orbits(n, 128, 128, torch.Generator().manual_seed(7))
+    fov = tuple(math.degrees(2 * math.atan(math.tan(math.radians(f / 2)) / zoom)) for f in FOV)
+    cams = sample_orbits(n, 128, 128, torch.Generator().manual_seed(7), fov_range=fov)
     rgb, alpha = render_objects(pad_objects(prims), cams)
     x = rgb.permute(0, 3, 1, 2) * 2 - 1
     z = fit(vae, x, fit_steps) if fit_steps else vae.encode(x).latent_dist.mean
     back = (vae.decode(z).sample.clamp(-1, 1) + 1) / 2
     back = back.permute(0, 2, 3, 1)
-    world = band_energy(rgb, alpha, "blue", "yellow").mean()
+    world = band_energy(rgb, alpha, "blue", "yellow", zoom).mean()
     blue = torch.tensor(PALETTE["blue"])  # the signal is affine in the colour: error + blue reads as the error's signal
-    error = band_energy(back - rgb + blue, alpha, "blue", "yellow").mean()
-    return (round(float(band_energy(back, alpha, "blue", "yellow").mean() / world), 3), round(float(1 - error / world), 3),
+    error = band_energy(back - rgb + blue, alpha, "blue", "yellow", zoom).mean()
+    return (round(float(band_energy(back, alpha, "blue", "yellow", zoom).mean() / world), 3), round(float(1 - error / world), 3),
             torch.stack([rgb, back]))
 
 
@@ -75,6 +85,7 @@ def main() -> None:
     parser.add_argument("--vae", default="gsdi/priors/world/vae")
     parser.add_argument("--instances", type=int, default=12)
     parser.add_argument("--fit-latents", type=int, default=0, help="Adam steps on each latent through the frozen decoder (0: the encoder's)")
+    parser.add_argument("--zoom", type=float, default=1.0, help="show the objects this many times larger (the orbits' field of view narrowed)")
     parser.add_argument("--picture", default=None, help="a PNG of the first four renders of each pattern, each period's renders above their round trips")
     args = parser.parse_args()
     from diffusers import AutoencoderKL
@@ -84,8 +95,8 @@ def main() -> None:
     rows = []
     with torch.no_grad():
         for period in PERIODS[:1] if args.fit_latents else PERIODS:
-            row = {p: kept(vae, period, p, args.instances, args.fit_latents) for p in PATTERNS}
-            print(json.dumps({"period": period, "world's": period == world, "fit_latents": args.fit_latents, **{p: k for p, (k, _, _) in row.items()},
+            row = {p: kept(vae, period, p, args.instances, args.fit_latents, args.zoom) for p in PATTERNS}
+            print(json.dumps({"period": period, "world's": period == world, "fit_latents": args.fit_latents, "zoom": args.zoom, **{p: k for p, (k, _, _) in row.items()},
                               **{f"{p}_drawn": d for p, (_, d, _) in row.items()}}), flush=True)
             pair = torch.cat([views[:, :4] for _, _, views in row.values()], 1)  # [2, 12, 128, 128, 3]
             rows += [torch.cat(list(line), 1) for line in pair]  # the renders, then their round trips

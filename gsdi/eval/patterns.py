@@ -45,12 +45,14 @@ def pattern_signal(views: Tensor, colour: str, pattern_colour: str) -> Tensor:
     return ((views - c0) @ d) / (d @ d)
 
 
-def band_energy(views: Tensor, alpha: Tensor, colour: str, pattern_colour: str) -> Tensor:
+def band_energy(views: Tensor, alpha: Tensor, colour: str, pattern_colour: str, zoom: float = 1.0) -> Tensor:
     """Mean square of the band-passed pattern signal inside each view's eroded object mask: views
-    [N, H, W, 3], alpha [N, H, W, 1] -> [N] (0 where a view has no object pixels left)."""
+    [N, H, W, 3], alpha [N, H, W, 1] -> [N] (0 where a view has no object pixels left). The band
+    follows the image size (BAND is in pixels at 128 px) and `zoom`, for views that show the
+    world's objects zoom times larger than the world's training orbits do."""
     N, H, W, _ = views.shape
     assert alpha.shape == (N, H, W, 1), (views.shape, alpha.shape)
-    scale = H / 128
+    scale = H / 128 * zoom
     s = pattern_signal(views, colour, pattern_colour)[:, None].expand(N, 3, H, W)  # degrade.blur takes 3 channels
     band = (degrade.blur(s, BAND[0] * scale) - degrade.blur(s, BAND[1] * scale))[:, 0]
     r = max(1, round(ERODE * scale))
