@@ -48,7 +48,7 @@ from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
 from gsdi.prompts import VIEW_WORDS
 from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, describe, render_pool
 from gsdi.world.shapes import PATTERNS
-from training_args import ema_step, period_argument, training_start, use_period  # examples/training_args.py
+from training_args import candidate_world_arguments, ema_step, training_start, use_candidate_world  # examples/training_args.py
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
@@ -309,6 +309,7 @@ def samples(args, device: str) -> dict:
     from a front camera of the training orbits): what a perfect prior would score with this reader."""
     from diffusers import StableDiffusionPipeline
 
+    from gsdi import config  # the training orbits, --zoom's where given
     from gsdi.cameras import orbit_cameras
     from gsdi.eval.recogniser import load_recogniser, recognise
     from gsdi.world import pad_objects, render_objects, sample_object
@@ -329,7 +330,7 @@ def samples(args, device: str) -> dict:
                    generator=g, output_type="pt").images.float()
         rows.append(out.cpu())
         u = lambda lo, hi: lo + (hi - lo) * torch.rand(len(asked), generator=world_g)  # noqa: E731
-        cams = orbit_cameras(u(-45.0, 45.0), u(-10.0, 45.0), u(1.5, 2.0), u(40.0, 70.0), SIZE, SIZE)  # "front view"
+        cams = orbit_cameras(u(-45.0, 45.0), u(*config.ORBIT_ELEVATION), u(*config.ORBIT_RADIUS), u(*config.ORBIT_FOV), SIZE, SIZE)  # "front view"
         objects = [sample_object(c, col, WORLD_SAMPLE_SEED + 10 * ci + i, p, pc)[0] for i, (c, col, p, pc) in enumerate(asked)]
         world = render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
         names = recognise(recogniser, out.permute(0, 2, 3, 1))
@@ -385,9 +386,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recogniser", type=Path, default=None,
                         help="samples: a folder with pattern_recogniser.safetensors to read them (default: the shipped one)")
-    period_argument(parser)
+    candidate_world_arguments(parser)
     args = parser.parse_args()
-    use_period(args)
+    use_candidate_world(args)
     device = training_start(args)
     figures = {}
     if args.stage == "samples":

@@ -24,26 +24,35 @@ def training_arguments(description: str, train: int, held_out: int, steps: int, 
     parser.add_argument("--out", type=Path, required=True)
     for name, keywords in (extra or {}).items():
         parser.add_argument(name, **keywords)
-    period_argument(parser)
+    candidate_world_arguments(parser)
     args = parser.parse_args()
-    use_period(args)
+    use_candidate_world(args)
     return args
 
 
-def period_argument(parser: argparse.ArgumentParser) -> None:
-    """--period LO HI: the patterns' period range of a candidate world (see use_period)."""
+def candidate_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """--period LO HI and --zoom Z: a candidate world, trained on before the world changes (see use_candidate_world)."""
     parser.add_argument("--period", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                         help="draw the patterns' periods from this range (world units) instead of the world's "
                              "(gsdi.world.objects.PERIOD): a candidate world, trained on before the world changes")
+    parser.add_argument("--zoom", type=float, default=None,
+                        help="frame the training orbits this many times closer (their field of view narrowed, "
+                             "gsdi.config.ORBIT_FOV): a candidate world whose objects fill more of each view")
 
 
-def use_period(args: argparse.Namespace) -> None:
-    """This process draws pattern periods from --period, where given (the card's command records it)."""
+def use_candidate_world(args: argparse.Namespace) -> None:
+    """This process draws pattern periods from --period and training orbits zoomed by --zoom, where
+    given (the card's command records them)."""
     if args.period is not None:
         import gsdi.world.objects as objects
 
         assert 0 < args.period[0] <= args.period[1], args.period
         objects.PERIOD = tuple(args.period)  # build_object draws each instance's period from it
+    if args.zoom is not None:
+        from gsdi import config
+        from gsdi.cameras import zoomed_fov
+
+        config.ORBIT_FOV = zoomed_fov(config.ORBIT_FOV, args.zoom)  # sample_orbits reads it at each call
 
 
 def training_start(args: argparse.Namespace) -> str:

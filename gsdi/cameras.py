@@ -11,6 +11,7 @@ view. Cameras are OpenCV style: x right, y down, z forward; `viewmats` map world
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -90,11 +91,17 @@ def sample_orbits(
     width: int,
     height: int,
     generator: torch.Generator,
-    radius_range: tuple[float, float] = (1.5, 2.0),
-    fov_range: tuple[float, float] = (40.0, 70.0),
-    elevation_range: tuple[float, float] = (-10.0, 45.0),
+    radius_range: tuple[float, float] | None = None,
+    fov_range: tuple[float, float] | None = None,
+    elevation_range: tuple[float, float] | None = None,
 ) -> Cameras:
-    """n random training cameras: uniform distance, fov, elevation and azimuth in [-180, 180)."""
+    """n random training cameras: uniform distance, fov, elevation and azimuth in [-180, 180); a range
+    not given is the training orbits' (gsdi.config.ORBIT_*, read at the call)."""
+    from gsdi import config
+
+    radius_range = radius_range or config.ORBIT_RADIUS
+    fov_range = fov_range or config.ORBIT_FOV
+    elevation_range = elevation_range or config.ORBIT_ELEVATION
 
     def uniform(lo_hi: tuple[float, float]) -> Tensor:
         lo, hi = lo_hi
@@ -121,3 +128,9 @@ def camera_positions(viewmats: Tensor) -> Tensor:
     R, t = viewmats[:, :3, :3], viewmats[:, :3, 3]
     return -(R.transpose(1, 2) @ t[:, :, None])[:, :, 0]
 
+
+def zoomed_fov(fov_range: tuple[float, float], zoom: float) -> tuple[float, float]:
+    """A vertical field-of-view range (degrees) narrowed so that what it shows appears zoom times larger."""
+    assert zoom > 0, zoom
+    lo, hi = (math.degrees(2 * math.atan(math.tan(math.radians(f / 2)) / zoom)) for f in fov_range)
+    return lo, hi

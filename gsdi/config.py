@@ -51,13 +51,20 @@ class OptimConfig:
     shN_lr: float = 5e-4
 
 
+# The training orbits: the views the world is rendered from for training its networks, and a
+# generation's random views (gsdi.cameras.sample_orbits reads these when given no ranges).
+ORBIT_RADIUS = (1.5, 2.0)  # distance to the origin, world units (objects are about 0.6 across)
+ORBIT_FOV = (40.0, 70.0)  # vertical field of view, degrees
+ORBIT_ELEVATION = (-10.0, 45.0)  # degrees, positive looks down
+
+
 @dataclass
 class CameraConfig:
     """Random training orbits around the origin and the fixed evaluation orbit (docs/method.md)."""
 
-    radius_range: tuple[float, float] = (1.5, 2.0)
-    fov_range: tuple[float, float] = (40.0, 70.0)  # vertical field of view, degrees
-    elevation_range: tuple[float, float] = (-10.0, 45.0)  # degrees, positive looks down
+    radius_range: tuple[float, float] = ORBIT_RADIUS
+    fov_range: tuple[float, float] = ORBIT_FOV
+    elevation_range: tuple[float, float] = ORBIT_ELEVATION
     views_per_step: int = 1  # B: views rendered and guided together in one step
     eval_fov: float = 40.0  # preview.png and the turntable: field of view; the distance frames the scene
     eval_elevation: float = 15.0

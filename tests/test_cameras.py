@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gsdi.cameras import camera_positions, eval_orbits, orbit_cameras, sample_orbits
+from gsdi.cameras import camera_positions, eval_orbits, orbit_cameras, sample_orbits, zoomed_fov
 from gsdi.prompts import view_word
 
 
@@ -52,3 +52,13 @@ def test_eval_orbits_start_at_the_front():
     cams = eval_orbits(8, 32, 32)
     assert cams.view_words()[0] == "front" and cams.view_words()[4] == "back"
     assert torch.allclose(cams.distance, torch.full((8,), 2.0))
+
+
+def test_zoomed_fov_shows_objects_zoom_times_larger():
+    """The focal length (pixels per unit at unit depth) grows by the zoom at both ends of the range."""
+    lo, hi = zoomed_fov((40.0, 70.0), 1.5)
+    one = torch.ones(2)
+    wide = orbit_cameras(torch.zeros(2), torch.zeros(2), 2 * one, torch.tensor([40.0, 70.0]), 128, 128)
+    narrow = orbit_cameras(torch.zeros(2), torch.zeros(2), 2 * one, torch.tensor([lo, hi]), 128, 128)
+    assert torch.allclose(narrow.Ks[:, 0, 0] / wide.Ks[:, 0, 0], 1.5 * one, rtol=1e-5)
+    assert zoomed_fov((40.0, 70.0), 1.0) == pytest.approx((40.0, 70.0))

@@ -32,7 +32,7 @@ from gsdi.world.objects import CATEGORIES, PALETTE, sample_object
 from gsdi.world.shapes import PATTERNS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/training_args.py
-from training_args import period_argument, use_period  # noqa: E402
+from training_args import candidate_world_arguments, use_candidate_world  # noqa: E402
 
 BINS = (0, 25, 50, 100, 200, 400, 100_000)  # visible pattern pixels at 128 px
 
@@ -42,9 +42,9 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=400)
     parser.add_argument("--seed", type=int, default=77)
     parser.add_argument("--recogniser", default=None, help="a folder with pattern_recogniser.safetensors (default: the shipped one)")
-    period_argument(parser)
+    candidate_world_arguments(parser)
     args = parser.parse_args()
-    use_period(args)
+    use_candidate_world(args)
     model = load_recogniser("cpu", patterns=True, folder=args.recogniser)
     cats, colours = list(CATEGORIES), list(PALETTE)
     g = torch.Generator().manual_seed(args.seed)

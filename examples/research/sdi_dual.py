@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from gsdi.cameras import orbit_cameras
-from gsdi.config import GuidanceConfig
+from gsdi.config import ORBIT_ELEVATION, ORBIT_FOV, ORBIT_RADIUS, GuidanceConfig
 from gsdi.media import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss
 from gsdi.guidance.ddim import sample_prior
@@ -62,7 +62,7 @@ def front_references(prompt: str, instances: int, size: int, cameras: str = "tra
     """World renders of the prompt from V front cameras per instance: RGB [instances * V, S, S, 3] and alpha [..., 1].
 
     "training": V = 8 cameras drawn per instance from the prior's training orbits restricted to what
-    "front view" means (|azimuth| < 45; distance 1.5-2, fov 40-70, elevation -10..45), since the
+    "front view" means (|azimuth| < 45; gsdi.config's ORBIT_* ranges of distance, fov, elevation), since the
     prompt does not fix the framing; "fixed": the 4 cameras (azimuth 0, elevation 0/25,
     distance/fov 1.6/50 and 1.9/65) of the first runs of this script.
     """
@@ -73,7 +73,7 @@ def front_references(prompt: str, instances: int, size: int, cameras: str = "tra
         if cameras == "training":
             g = torch.Generator().manual_seed(5000 + m)
             u = lambda lo, hi: lo + (hi - lo) * torch.rand(V, generator=g)  # noqa: E731
-            cams = orbit_cameras(u(-45.0, 45.0), u(-10.0, 45.0), u(1.5, 2.0), u(40.0, 70.0), size, size)
+            cams = orbit_cameras(u(-45.0, 45.0), u(*ORBIT_ELEVATION), u(*ORBIT_RADIUS), u(*ORBIT_FOV), size, size)
         else:
             cams = orbit_cameras(torch.zeros(4), torch.tensor([0.0, 0.0, 25.0, 25.0]), torch.tensor([1.6, 1.9, 1.6, 1.9]),
                                  torch.tensor([50.0, 65.0, 50.0, 65.0]), size, size)

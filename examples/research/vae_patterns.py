@@ -30,20 +30,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import torch
 
 import gsdi.world.objects as objects
-from gsdi.cameras import sample_orbits
-from gsdi.config import CameraConfig
+from gsdi.cameras import sample_orbits, zoomed_fov
+from gsdi.config import ORBIT_FOV
 from gsdi.eval.patterns import band_energy
 from gsdi.world.objects import PALETTE
 from gsdi.world.render import pad_objects, render_objects
 from gsdi.world.shapes import PATTERNS
 
 CATEGORIES = ["car", "castle", "snowman", "house", "rocket", "table"]
-FOV = CameraConfig.fov_range  # the training orbits' (the world renders' and the generation's)
 PERIODS = [objects.PERIOD, (0.22, 0.32), (0.30, 0.45)]  # world units; the first is the world's
 
 
@@ -66,8 +64,7 @@ def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int 
     zoom > 1 narrows the training orbits' field of view so that the object shows zoom times larger."""
     objects.PERIOD = period  # build_object draws each instance's period from this range
     prims = [objects.sample_object(CATEGORIES[i % len(CATEGORIES)], "blue", 1000 + i, pattern, "yellow")[0] for i in range(n)]
-    fov = tuple(math.degrees(2 * math.atan(math.tan(math.radians(f / 2)) / zoom)) for f in FOV)
-    cams = sample_orbits(n, 128, 128, torch.Generator().manual_seed(7), fov_range=fov)
+    cams = sample_orbits(n, 128, 128, torch.Generator().manual_seed(7), fov_range=zoomed_fov(ORBIT_FOV, zoom))
     rgb, alpha = render_objects(pad_objects(prims), cams)
     x = rgb.permute(0, 3, 1, 2) * 2 - 1
     z = fit(vae, x, fit_steps) if fit_steps else vae.encode(x).latent_dist.mean
