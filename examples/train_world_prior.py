@@ -309,7 +309,7 @@ def samples(args, device: str) -> dict:
     from a front camera of the training orbits): what a perfect prior would score with this reader."""
     from diffusers import StableDiffusionPipeline
 
-    from gsdi import config  # the training orbits, --zoom's where given
+    import gsdi.config as config  # the training orbits, --zoom's where given
     from gsdi.cameras import orbit_cameras
     from gsdi.eval.recogniser import load_recogniser, recognise
     from gsdi.world import pad_objects, render_objects, sample_object

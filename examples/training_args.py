@@ -49,7 +49,7 @@ def use_candidate_world(args: argparse.Namespace) -> None:
         assert 0 < args.period[0] <= args.period[1], args.period
         objects.PERIOD = tuple(args.period)  # build_object draws each instance's period from it
     if args.zoom is not None:
-        from gsdi import config
+        import gsdi.config as config
         from gsdi.cameras import zoomed_fov
 
         config.ORBIT_FOV = zoomed_fov(config.ORBIT_FOV, args.zoom)  # sample_orbits reads it at each call

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+import gsdi.config as config
 from gsdi.prompts import view_word
 
 WORLD_UP = (0.0, -1.0, 0.0)
@@ -97,8 +98,6 @@ def sample_orbits(
 ) -> Cameras:
     """n random training cameras: uniform distance, fov, elevation and azimuth in [-180, 180); a range
     not given is the training orbits' (gsdi.config.ORBIT_*, read at the call)."""
-    from gsdi import config
-
     radius_range = radius_range or config.ORBIT_RADIUS
     fov_range = fov_range or config.ORBIT_FOV
     elevation_range = elevation_range or config.ORBIT_ELEVATION
