@@ -44,7 +44,7 @@ def test_energy_ignores_phase_and_falls_with_blur_and_averaging():
 
 def test_zoom_moves_the_band_with_the_pattern():
     """Stripes shown twice as large read as the world's own stripes when the band follows the zoom
-    (within 10%), and lose most of their energy in the world's band (at 128 px a period of 16 px)."""
+    (within 10%), and lose about half of their energy in the world's band (at 128 px a period of 16 px)."""
     world = float(band_energy(*striped_square(0.0, period=8.0), "blue", "yellow")[0])
     larger = striped_square(0.0, period=16.0)
     assert abs(float(band_energy(*larger, "blue", "yellow", zoom=2.0)[0]) / world - 1) < 0.1
