@@ -298,6 +298,8 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
                 return value.lower() in ("1", "true", "yes", "on")
             return bool(value)
         if isinstance(current, tuple):
+            if isinstance(value, str):  # --set camera.fov_range=30,50 (or [30,50], (30, 50))
+                value = value.strip("[]() ").split(",")
             return tuple(type(c)(v) for c, v in zip(current, value, strict=True))
         return type(current)(value)
     except (TypeError, ValueError):

@@ -41,6 +41,12 @@ def test_json_round_trip():
     assert back == config and back.camera.radius_range == (1.0, 2.5)
 
 
+@pytest.mark.parametrize("text", ["30,50", "[30, 50]", "(30,50)"])
+def test_a_range_is_set_from_the_command_line(text):
+    """--set hands a range over as text: `--set camera.fov_range=30,50`."""
+    assert make_config("a castle", **{"camera.fov_range": text}).camera.fov_range == (30.0, 50.0)
+
+
 @pytest.mark.parametrize("prompt, preset, overrides, message", [
     ("   ", "default", {}, "prompt is empty"),
     ("a castle", "fast", {}, "unknown preset"),
@@ -50,6 +56,8 @@ def test_json_round_trip():
     ("a castle", "default", {"device": "tpu"}, "--device"),
     ("a castle", "default", {"nonsense": 1}, "unknown config key"),
     ("a castle", "default", {"steps": "many"}, "bad value"),
+    ("a castle", "default", {"camera.fov_range": "30"}, "bad value"),
+    ("a castle", "default", {"camera.fov_range": "30,fifty"}, "bad value"),
 ])
 def test_bad_values_are_one_line_errors(prompt, preset, overrides, message):
     with pytest.raises(GsdiError, match=message) as info:
