@@ -20,6 +20,15 @@ error over the render's, 1 for the same pattern in the same place, 0 for none, b
 moves the measure's band with it (BAND follows the pattern's size in pixels): how much of a pattern
 the VAE keeps at the pattern's own scale when the views are framed closer.
 
+With --pipeline FOLDER --from-t T [T ...] the UNet is read instead of the VAE alone: each render's
+latent is noised to step T (one fixed noise) and DDIM-sampled back to 0 by the pipeline's UNet (30
+steps, CFG 7.5, the prompt "a blue CATEGORY with yellow PATTERN"), then decoded. T = 0 is the VAE's round
+trip. Where `_drawn` stays up the UNet redraws the pattern in place; where it falls but the phase-free
+band energy stays, it draws a pattern of its own; where both fall it draws none (blotches). The T at
+which that happens is the noise level at which the UNet must invent the pattern and cannot.
+
+    python examples/research/vae_patterns.py --pipeline gsdi/priors/world --from-t 0 200 400 600 800
+
 With --fit-latents K the encoder is left out: each render's latent, started at the encoder's,
 takes K Adam steps on the round trip's squared error through the frozen decoder (the world's
 periods only). Patterns drawn then but not from the encoder's latents put the loss in the encoder;
@@ -37,6 +46,7 @@ import gsdi.world.objects as objects
 from gsdi.cameras import sample_orbits, zoomed_fov
 from gsdi.config import ORBIT_FOV
 from gsdi.eval.patterns import band_energy
+from gsdi.world.language import describe
 from gsdi.world.objects import PALETTE
 from gsdi.world.render import pad_objects, render_objects
 from gsdi.world.shapes import PATTERNS
@@ -58,16 +68,40 @@ def fit(vae, x: torch.Tensor, steps: int) -> torch.Tensor:
     return z.detach()
 
 
-def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int = 0, zoom: float = 1.0) -> tuple[float, float, torch.Tensor]:
+def redraw(pipe, z: torch.Tensor, prompts: list[str], t: int, steps: int = 30, cfg: float = 7.5) -> torch.Tensor:
+    """Latents z [N, 4, h, w] (the VAE's, unscaled) noised to step t with one fixed noise, then DDIM-sampled
+    back to 0 by the pipeline's UNet with CFG on `prompts`; t = 0 gives z back."""
+    if t == 0:
+        return z
+    scale = pipe.vae.config.scaling_factor
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(steps)
+    timesteps = scheduler.timesteps[scheduler.timesteps <= t]
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(11))
+    x = scheduler.add_noise(z * scale, noise, timesteps[:1])
+    cond, uncond = pipe.encode_prompt(prompts, "cpu", 1, True, [""] * len(prompts))
+    text = torch.cat([uncond, cond])
+    for step in timesteps:
+        eps_uncond, eps_cond = pipe.unet(torch.cat([x, x]), step, encoder_hidden_states=text).sample.chunk(2)
+        x = scheduler.step(eps_uncond + cfg * (eps_cond - eps_uncond), step, x).prev_sample
+    return x / scale
+
+
+def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int = 0, zoom: float = 1.0,
+         pipe=None, t: int = 0) -> tuple[float, float, torch.Tensor]:
     """n blue objects with yellow `pattern`: the band energy of the VAE's round trip over the renders',
     1 minus that of the round trip's error, and the renders over their round trips [2, n, 128, 128, 3].
-    zoom > 1 narrows the training orbits' field of view so that the object shows zoom times larger."""
+    zoom > 1 narrows the training orbits' field of view so that the object shows zoom times larger;
+    with `pipe`, the latents go through `redraw` from step t before they are decoded."""
     objects.PERIOD = period  # build_object draws each instance's period from this range
-    prims = [objects.sample_object(CATEGORIES[i % len(CATEGORIES)], "blue", 1000 + i, pattern, "yellow")[0] for i in range(n)]
+    categories = [CATEGORIES[i % len(CATEGORIES)] for i in range(n)]
+    prims = [objects.sample_object(category, "blue", 1000 + i, pattern, "yellow")[0] for i, category in enumerate(categories)]
     cams = sample_orbits(n, 128, 128, torch.Generator().manual_seed(7), fov_range=zoomed_fov(ORBIT_FOV, zoom))
     rgb, alpha = render_objects(pad_objects(prims), cams)
     x = rgb.permute(0, 3, 1, 2) * 2 - 1
     z = fit(vae, x, fit_steps) if fit_steps else vae.encode(x).latent_dist.mean
+    if pipe is not None:
+        z = redraw(pipe, z, [describe(category, "blue", None, pattern, "yellow") for category in categories], t)
     back = (vae.decode(z).sample.clamp(-1, 1) + 1) / 2
     back = back.permute(0, 2, 3, 1)
     world = band_energy(rgb, alpha, "blue", "yellow", zoom).mean()
@@ -84,14 +118,30 @@ def main() -> None:
     parser.add_argument("--fit-latents", type=int, default=0, help="Adam steps on each latent through the frozen decoder (0: the encoder's)")
     parser.add_argument("--zoom", type=float, default=1.0, help="show the objects this many times larger (the orbits' field of view narrowed)")
     parser.add_argument("--picture", default=None, help="a PNG of the first four renders of each pattern, each period's renders above their round trips")
+    parser.add_argument("--pipeline", default=None, help="a world prior's pipeline folder: read its UNet's redraw from --from-t (its own VAE replaces --vae)")
+    parser.add_argument("--from-t", type=int, nargs="+", default=[0], help="with --pipeline: the steps the latents are noised to before DDIM brings them back")
     args = parser.parse_args()
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
 
-    vae = AutoencoderKL.from_pretrained(args.vae).float().eval().requires_grad_(False)
+    pipe = None
+    if args.pipeline:
+        pipe = StableDiffusionPipeline.from_pretrained(args.pipeline, safety_checker=None, requires_safety_checker=False).to(torch.float32)
+        pipe.set_progress_bar_config(disable=True)
+        vae = pipe.vae.eval()
+    else:
+        vae = AutoencoderKL.from_pretrained(args.vae).float().eval().requires_grad_(False)
     world = objects.PERIOD
     rows = []
     with torch.no_grad():
-        for period in PERIODS[:1] if args.fit_latents else PERIODS:
+        if pipe is not None:  # the world's periods, one line a starting step
+            for t in args.from_t:
+                row = {p: kept(vae, world, p, args.instances, 0, args.zoom, pipe, t) for p in PATTERNS}
+                print(json.dumps({"from_t": t, "zoom": args.zoom, **{p: k for p, (k, _, _) in row.items()},
+                                  **{f"{p}_drawn": d for p, (_, d, _) in row.items()}}), flush=True)
+                pair = torch.cat([views[:, :4] for _, _, views in row.values()], 1)
+                lines = [torch.cat(list(line), 1) for line in pair]  # the renders, then the redraws
+                rows += lines if not rows else lines[1:]
+        for period in [] if pipe is not None else PERIODS[:1] if args.fit_latents else PERIODS:
             row = {p: kept(vae, period, p, args.instances, args.fit_latents, args.zoom) for p in PATTERNS}
             print(json.dumps({"period": period, "world's": period == world, "fit_latents": args.fit_latents, "zoom": args.zoom, **{p: k for p, (k, _, _) in row.items()},
                               **{f"{p}_drawn": d for p, (_, d, _) in row.items()}}), flush=True)
