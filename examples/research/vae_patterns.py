@@ -131,22 +131,20 @@ def main() -> None:
     else:
         vae = AutoencoderKL.from_pretrained(args.vae).float().eval().requires_grad_(False)
     world = objects.PERIOD
+    if pipe is not None:  # the world's periods, one reading a starting step
+        readings = [({"from_t": t}, world, 0, t) for t in args.from_t]
+    else:  # one reading a period range
+        readings = [({"period": period, "world's": period == world, "fit_latents": args.fit_latents}, period, args.fit_latents, 0)
+                    for period in (PERIODS[:1] if args.fit_latents else PERIODS)]
     rows = []
     with torch.no_grad():
-        if pipe is not None:  # the world's periods, one line a starting step
-            for t in args.from_t:
-                row = {p: kept(vae, world, p, args.instances, 0, args.zoom, pipe, t) for p in PATTERNS}
-                print(json.dumps({"from_t": t, "zoom": args.zoom, **{p: k for p, (k, _, _) in row.items()},
-                                  **{f"{p}_drawn": d for p, (_, d, _) in row.items()}}), flush=True)
-                pair = torch.cat([views[:, :4] for _, _, views in row.values()], 1)
-                lines = [torch.cat(list(line), 1) for line in pair]  # the renders, then the redraws
-                rows += lines if not rows else lines[1:]
-        for period in [] if pipe is not None else PERIODS[:1] if args.fit_latents else PERIODS:
-            row = {p: kept(vae, period, p, args.instances, args.fit_latents, args.zoom) for p in PATTERNS}
-            print(json.dumps({"period": period, "world's": period == world, "fit_latents": args.fit_latents, "zoom": args.zoom, **{p: k for p, (k, _, _) in row.items()},
+        for label, period, fit_steps, t in readings:
+            row = {p: kept(vae, period, p, args.instances, fit_steps, args.zoom, pipe, t) for p in PATTERNS}
+            print(json.dumps({**label, "zoom": args.zoom, **{p: k for p, (k, _, _) in row.items()},
                               **{f"{p}_drawn": d for p, (_, d, _) in row.items()}}), flush=True)
             pair = torch.cat([views[:, :4] for _, _, views in row.values()], 1)  # [2, 12, 128, 128, 3]
-            rows += [torch.cat(list(line), 1) for line in pair]  # the renders, then their round trips
+            lines = [torch.cat(list(line), 1) for line in pair]  # the renders, then their round trips (or redraws)
+            rows += lines[1:] if pipe is not None and rows else lines  # redraws: the renders once, above them all
     objects.PERIOD = world
     if args.picture:
         import imageio.v3 as iio
