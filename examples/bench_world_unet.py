@@ -14,10 +14,11 @@ import json
 import time
 
 import torch
+from train_world_prior import FULL_SIZE_ATTENTION  # examples/train_world_prior.py --attention-full-size
 
 VARIANTS = {  # changes to the shipped unet/config.json
     "shipped": {},
-    "attention_at_32": {"down_block_types": ["CrossAttnDownBlock2D"] * 3, "up_block_types": ["CrossAttnUpBlock2D"] * 3},
+    "attention_at_32": FULL_SIZE_ATTENTION,
     "widths_96_192_192": {"block_out_channels": [96, 192, 192]},
     "two_layers_a_block": {"layers_per_block": 2},
 }

@@ -62,6 +62,7 @@ VAE = {"block_out_channels": [32, 64, 64], "layers_per_block": 1, "latent_channe
 UNET = {"block_out_channels": [64, 128, 128], "layers_per_block": 1, "attention_head_dim": 8,
         "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
         "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}
+FULL_SIZE_ATTENTION = {"down_block_types": ["CrossAttnDownBlock2D"] * 3, "up_block_types": ["CrossAttnUpBlock2D"] * 3}  # --attention-full-size
 TEXT = {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4}
 START, END = "<|startoftext|>", "<|endoftext|>"
 
@@ -232,11 +233,14 @@ def train_unet(args, device: str, pool: dict) -> dict:
     if args.init_pipeline:  # go on training a saved pipeline's text encoder and UNet (fresh optimizer)
         text_encoder = CLIPTextModel.from_pretrained(str(args.init_pipeline), subfolder="text_encoder", torch_dtype=torch.float32)
         unet = UNet2DConditionModel.from_pretrained(str(args.init_pipeline), subfolder="unet", torch_dtype=torch.float32)
+        if args.attention_full_size:
+            unet = with_full_size_attention(unet)
     else:
         text_encoder = CLIPTextModel(text_config)
         channels = vae.config.latent_channels
         unet = UNet2DConditionModel(sample_size=latent, in_channels=channels, out_channels=channels,
-                                    cross_attention_dim=TEXT["hidden_size"], norm_num_groups=32, **UNET)
+                                    cross_attention_dim=TEXT["hidden_size"], norm_num_groups=32,
+                                    **{**UNET, **(FULL_SIZE_ATTENTION if args.attention_full_size else {})})
     text_encoder, unet = text_encoder.to(device).train(), unet.to(device).train()
     scheduler = DDIMScheduler(**SD21_BASE_SCHEDULER)
     abar = scheduler.alphas_cumprod.to(device)
@@ -294,6 +298,24 @@ def train_unet(args, device: str, pool: dict) -> dict:
             "unet_lr": args.lr, "unet_pool": args.pool, "unet_init": str(args.init_pipeline), "offset_noise": args.offset_noise, "unet_final_losses": losses[-5:],
             "unet_parameters": sum(p.numel() for p in unet.parameters()),
             "text_parameters": sum(p.numel() for p in text_encoder.parameters()), "vocabulary": len(tokenizer)}
+
+
+def with_full_size_attention(unet):
+    """`unet` with attention at the latent's full size too (its first down and last up block become
+    cross-attention blocks, as FULL_SIZE_ATTENTION), computing the same function: the new blocks'
+    output projections start at zero, so each adds nothing to its residual until trained."""
+    from diffusers import UNet2DConditionModel
+
+    if list(unet.config.down_block_types) == FULL_SIZE_ATTENTION["down_block_types"]:
+        return unet
+    wider = UNet2DConditionModel.from_config({**unet.config, **FULL_SIZE_ATTENTION})
+    missing, unexpected = wider.load_state_dict(unet.state_dict(), strict=False)
+    assert not unexpected and missing and all(".attentions." in k for k in missing), (missing, unexpected)
+    for block in (wider.down_blocks[0], wider.up_blocks[-1]):
+        for attention in block.attentions:
+            torch.nn.init.zeros_(attention.proj_out.weight)
+            torch.nn.init.zeros_(attention.proj_out.bias)
+    return wider
 
 
 def table_empty(tokenizer, device: str) -> torch.Tensor:
@@ -374,6 +396,9 @@ def main() -> None:
     parser.add_argument("--vae-encoder-only", action="store_true",
                         help="vae: train the encoder alone (the decoder frozen): a test of whether an encoder finds the latents the decoder draws patterns from")
     parser.add_argument("--init-pipeline", type=Path, default=None, help="unet: continue from this pipeline's text encoder and UNet")
+    parser.add_argument("--attention-full-size", action="store_true",
+                        help="unet: attend at the latent's full size too (32x32, where the shipped UNet only convolves); "
+                             "from --init-pipeline the new attention starts as identity")
     parser.add_argument("--latent-channels", type=int, default=VAE["latent_channels"], help="vae: the latent's channels (a new VAE; the UNet follows its VAE)")
     parser.add_argument("--vae-spectral", type=float, default=0.0, help="vae: weight of the patch amplitude-spectrum L1 (0: off)")
     parser.add_argument("--kl", type=float, default=1e-5, help="VAE: weight of the KL per latent element")
