@@ -113,6 +113,11 @@ def spectral_l1(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, patch:
     return (w * (amplitude(out) - amplitude(x)).abs()).mean()
 
 
+def object_mask(x: torch.Tensor) -> torch.Tensor:
+    """[B, 1, H, W] float: 1 where a render x [B, 3, H, W] in [-1, 1] is not the white ground."""
+    return (x < 0.9).any(1, keepdim=True).float()
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per image, images in [0, 1]."""
     return -10 * torch.log10(((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10))
@@ -152,7 +157,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
         # The object covers a few % of a view: its pixels (and their neighbours) weigh OBJECT_WEIGHT
         # times the background's, else colours are learned last (a first run's decoder turned every
         # colour brown after 5k steps at PSNR 31, the background doing the scoring).
-        weight = 1 + (OBJECT_WEIGHT - 1) * F.max_pool2d((x < 0.9).any(1, keepdim=True).float(), 5, 1, 2)
+        weight = 1 + (OBJECT_WEIGHT - 1) * F.max_pool2d(object_mask(x), 5, 1, 2)
         (dy, dx), (ey, ex), (wy, wx) = edges(out), edges(x), (weight[..., 1:, :], weight[..., :, 1:])
         kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element
         loss = ((weight * (out - x).abs()).mean() + (wy * (dy - ey).abs()).mean() + (wx * (dx - ex).abs()).mean()) / OBJECT_WEIGHT
@@ -252,6 +257,9 @@ def train_unet(args, device: str, pool: dict) -> dict:
     print(json.dumps({"event": "latents", "renders": args.pool,
                       "latent_std": round(float(mean.float().std()), 3), "posterior_std": round(float(std.float().mean()), 4)}), flush=True)
     sf = float(vae.config.scaling_factor)
+    factor = SIZE // mean.shape[-1]
+    cells = torch.cat([F.max_pool2d(F.max_pool2d(object_mask(pool["images"][i:i + 256].float() / 127.5 - 1), factor), 3, 1, 1)
+                       for i in range(0, args.pool, 256)]).bool()  # [N, 1, 32, 32]: the latent cells an object touches, and their neighbours
     pattern_index = torch.where(pool["pattern"] > 0, 1 + (pool["pattern"] - 1) * len(COLOURS) + pool["pattern_colour"].clamp_min(0), 0)
     table = prompt_table(tokenizer, device)
 
@@ -278,7 +286,8 @@ def train_unet(args, device: str, pool: dict) -> dict:
             group["lr"] = args.lr * min(1.0, (step + 1) / 500)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             eps = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0]).sample
-        loss = F.mse_loss(eps.float(), noise)
+        weight = 1 + (args.unet_object_weight - 1) * cells[idx].float()  # 1 everywhere: the plain epsilon objective
+        loss = (weight * (eps.float() - noise) ** 2).mean() / weight.mean()
         ema_step(loss, optimizer, parameters, ema, args.ema)
         step += 1
         if step % 200 == 0:
@@ -295,7 +304,8 @@ def train_unet(args, device: str, pool: dict) -> dict:
     for name in ("vocab.json", "merges.txt"):  # CLIP's own files too, for readers without tokenizer.json
         shutil.copy(args.out / "tokenizer_files" / name, args.out / "pipeline" / "tokenizer" / name)
     return {"unet_steps": step, "unet_train_s": round(train_s, 1), "unet_batch": args.batch,
-            "unet_lr": args.lr, "unet_pool": args.pool, "unet_init": str(args.init_pipeline), "offset_noise": args.offset_noise, "unet_final_losses": losses[-5:],
+            "unet_lr": args.lr, "unet_pool": args.pool, "unet_init": str(args.init_pipeline), "offset_noise": args.offset_noise,
+            "unet_object_weight": args.unet_object_weight, "object_cells": round(float(cells.float().mean()), 4), "unet_final_losses": losses[-5:],
             "unet_parameters": sum(p.numel() for p in unet.parameters()),
             "text_parameters": sum(p.numel() for p in text_encoder.parameters()), "vocabulary": len(tokenizer)}
 
@@ -399,6 +409,9 @@ def main() -> None:
     parser.add_argument("--attention-full-size", action="store_true",
                         help="unet: attend at the latent's full size too (32x32, where the shipped UNet only convolves); "
                              "from --init-pipeline the new attention starts as identity")
+    parser.add_argument("--unet-object-weight", type=float, default=1.0,
+                        help="unet: the latent cells an object touches weigh this many times the white ground's in the epsilon loss "
+                             "(1: the plain objective; the object covers a few %% of a view, its pattern less)")
     parser.add_argument("--latent-channels", type=int, default=VAE["latent_channels"], help="vae: the latent's channels (a new VAE; the UNet follows its VAE)")
     parser.add_argument("--vae-spectral", type=float, default=0.0, help="vae: weight of the patch amplitude-spectrum L1 (0: off)")
     parser.add_argument("--kl", type=float, default=1e-5, help="VAE: weight of the KL per latent element")
