@@ -88,7 +88,7 @@ def redraw(pipe, z: torch.Tensor, prompts: list[str], t: int, steps: int = 30, c
 
 
 def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int = 0, zoom: float = 1.0,
-         pipe=None, t: int = 0) -> tuple[float, float, torch.Tensor]:
+         pipe=None, t: int = 0, cfg: float = 7.5) -> tuple[float, float, torch.Tensor]:
     """n blue objects with yellow `pattern`: the band energy of the VAE's round trip over the renders',
     1 minus that of the round trip's error, and the renders over their round trips [2, n, 128, 128, 3].
     zoom > 1 narrows the training orbits' field of view so that the object shows zoom times larger;
@@ -101,7 +101,7 @@ def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int 
     x = rgb.permute(0, 3, 1, 2) * 2 - 1
     z = fit(vae, x, fit_steps) if fit_steps else vae.encode(x).latent_dist.mean
     if pipe is not None:
-        z = redraw(pipe, z, [describe(category, "blue", None, pattern, "yellow") for category in categories], t)
+        z = redraw(pipe, z, [describe(category, "blue", None, pattern, "yellow") for category in categories], t, cfg=cfg)
     back = (vae.decode(z).sample.clamp(-1, 1) + 1) / 2
     back = back.permute(0, 2, 3, 1)
     world = band_energy(rgb, alpha, "blue", "yellow", zoom).mean()
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--picture", default=None, help="a PNG of the first four renders of each pattern, each period's renders above their round trips")
     parser.add_argument("--pipeline", default=None, help="a world prior's pipeline folder: read its UNet's redraw from --from-t (its own VAE replaces --vae)")
     parser.add_argument("--from-t", type=int, nargs="+", default=[0], help="with --pipeline: the steps the latents are noised to before DDIM brings them back")
+    parser.add_argument("--cfg", type=float, default=7.5, help="with --pipeline: the redraw's CFG scale (1: the conditional score alone)")
     args = parser.parse_args()
     from diffusers import AutoencoderKL, StableDiffusionPipeline
 
@@ -132,14 +133,14 @@ def main() -> None:
         vae = AutoencoderKL.from_pretrained(args.vae).float().eval().requires_grad_(False)
     world = objects.PERIOD
     if pipe is not None:  # the world's periods, one reading a starting step
-        readings = [({"from_t": t}, world, 0, t) for t in args.from_t]
+        readings = [({"from_t": t, "cfg": args.cfg}, world, 0, t) for t in args.from_t]
     else:  # one reading a period range
         readings = [({"period": period, "world's": period == world, "fit_latents": args.fit_latents}, period, args.fit_latents, 0)
                     for period in (PERIODS[:1] if args.fit_latents else PERIODS)]
     rows = []
     with torch.no_grad():
         for label, period, fit_steps, t in readings:
-            row = {p: kept(vae, period, p, args.instances, fit_steps, args.zoom, pipe, t) for p in PATTERNS}
+            row = {p: kept(vae, period, p, args.instances, fit_steps, args.zoom, pipe, t, args.cfg) for p in PATTERNS}
             print(json.dumps({**label, "zoom": args.zoom, **{p: k for p, (k, _, _) in row.items()},
                               **{f"{p}_drawn": d for p, (_, d, _) in row.items()}}), flush=True)
             pair = torch.cat([views[:, :4] for _, _, views in row.values()], 1)  # [2, 12, 128, 128, 3]
