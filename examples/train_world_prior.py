@@ -250,16 +250,18 @@ def train_unet(args, device: str, pool: dict) -> dict:
     scheduler = DDIMScheduler(**SD21_BASE_SCHEDULER)
     abar = scheduler.alphas_cumprod.to(device)
 
+    moments, cells = [], []  # cells: [N, 1, latent, latent], the latent cells an object touches, and their neighbours
     with torch.no_grad():  # the posterior of each render: a fresh latent sample every step gives the data thickness
-        moments = [vae.encode(pool["images"][i:i + 256].float() / 127.5 - 1).latent_dist for i in range(0, args.pool, 256)]
+        for i in range(0, args.pool, 256):
+            x = pool["images"][i:i + 256].float() / 127.5 - 1
+            moments.append(vae.encode(x).latent_dist)
+            cells.append(F.max_pool2d(F.max_pool2d(object_mask(x), SIZE // latent), 3, 1, 1).bool())
         mean = torch.cat([m.mean for m in moments]).half()
         std = torch.cat([m.std for m in moments]).half()
+        cells = torch.cat(cells)
     print(json.dumps({"event": "latents", "renders": args.pool,
                       "latent_std": round(float(mean.float().std()), 3), "posterior_std": round(float(std.float().mean()), 4)}), flush=True)
     sf = float(vae.config.scaling_factor)
-    factor = SIZE // mean.shape[-1]
-    cells = torch.cat([F.max_pool2d(F.max_pool2d(object_mask(pool["images"][i:i + 256].float() / 127.5 - 1), factor), 3, 1, 1)
-                       for i in range(0, args.pool, 256)]).bool()  # [N, 1, 32, 32]: the latent cells an object touches, and their neighbours
     pattern_index = torch.where(pool["pattern"] > 0, 1 + (pool["pattern"] - 1) * len(COLOURS) + pool["pattern_colour"].clamp_min(0), 0)
     table = prompt_table(tokenizer, device)
 
