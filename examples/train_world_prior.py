@@ -350,11 +350,12 @@ def samples(args, device: str) -> dict:
 
     pipe = StableDiffusionPipeline.from_pretrained(str(args.pipeline or args.out / "pipeline"), dtype=torch.float16 if device == "cuda" else torch.float32)
     pipe.to(device).set_progress_bar_config(disable=True)
-    recogniser = load_recogniser(device, patterns=True, folder=args.recogniser)
+    readers = [load_recogniser(device, patterns=True, folder=folder) for folder in args.recogniser or [None]]
     g = torch.Generator(device=device).manual_seed(123)
     world_g = torch.Generator().manual_seed(WORLD_SAMPLE_SEED)
     heads = ("category", "colour", "pattern", "pattern_colour", "named")
-    hits = {source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in ("samples", "world")}
+    hits = [{source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in ("samples", "world")}
+            for _ in readers]  # per reader
     rows = []
     for ci, cat in enumerate(CATS):
         asked = [(cat, COLOURS[(ci + i) % 10], None, None) for i in range(4)]
@@ -367,15 +368,21 @@ def samples(args, device: str) -> dict:
         cams = orbit_cameras(u(-45.0, 45.0), u(*config.ORBIT_ELEVATION), u(*config.ORBIT_RADIUS), u(*config.ORBIT_FOV), SIZE, SIZE)  # "front view"
         objects = [sample_object(c, col, WORLD_SAMPLE_SEED + 10 * ci + i, p, pc)[0] for i, (c, col, p, pc) in enumerate(asked)]
         world = render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
-        names = recognise(recogniser, out.permute(0, 2, 3, 1))
-        for source, read in (("samples", names), ("world", recognise(recogniser, world))):
-            count_named(hits[source], asked, read)
-        print(json.dumps({"event": "samples", "category": cat, "recognised": names}), flush=True)
-    for table in hits.values():
-        table["all"] = {k: sum(h[k] for h in table.values()) for k in (*heads, "samples")}
+        for reader, reader_hits in zip(readers, hits):
+            names = recognise(reader, out.permute(0, 2, 3, 1))
+            for source, read in (("samples", names), ("world", recognise(reader, world))):
+                count_named(reader_hits[source], asked, read)
+        print(json.dumps({"event": "samples", "category": cat, "recognised": names}), flush=True)  # by the last reader
+    for reader_hits in hits:
+        for table in reader_hits.values():
+            table["all"] = {k: sum(h[k] for h in table.values()) for k in (*heads, "samples")}
     write_png(args.out / "samples.png", image_grid(torch.cat(rows).permute(0, 2, 3, 1), 10))
-    return {"samples_cfg": args.cfg, "samples_steps": args.sample_steps, "recognised": hits["samples"],
-            "recognised_world_renders": hits["world"]}
+    figures = {"samples_cfg": args.cfg, "samples_steps": args.sample_steps, "recognised": hits[0]["samples"],
+               "recognised_world_renders": hits[0]["world"]}
+    if len(readers) > 1:  # the same samples and renders read by the other readers
+        figures["other_readers"] = {str(folder): {"recognised": h["samples"], "recognised_world_renders": h["world"]}
+                                    for folder, h in zip(args.recogniser[1:], hits[1:])}
+    return figures
 
 
 def count_named(hits: dict, asked: list[tuple], read: dict) -> None:
@@ -424,8 +431,9 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=50, help="samples: DDIM steps")
     parser.add_argument("--pipeline", type=Path, default=None, help="samples: the pipeline folder (default: OUT/pipeline)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--recogniser", type=Path, default=None,
-                        help="samples: a folder with pattern_recogniser.safetensors to read them (default: the shipped one)")
+    parser.add_argument("--recogniser", type=Path, nargs="+", default=None,
+                        help="samples: folders with pattern_recogniser.safetensors to read them (default: the shipped one); "
+                             "the first one's readings are the card's, the others' go under other_readers")
     candidate_world_arguments(parser)
     args = parser.parse_args()
     use_candidate_world(args)
