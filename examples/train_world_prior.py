@@ -368,11 +368,11 @@ def samples(args, device: str) -> dict:
         cams = orbit_cameras(u(-45.0, 45.0), u(*config.ORBIT_ELEVATION), u(*config.ORBIT_RADIUS), u(*config.ORBIT_FOV), SIZE, SIZE)  # "front view"
         objects = [sample_object(c, col, WORLD_SAMPLE_SEED + 10 * ci + i, p, pc)[0] for i, (c, col, p, pc) in enumerate(asked)]
         world = render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
-        for reader, reader_hits in zip(readers, hits):
-            names = recognise(reader, out.permute(0, 2, 3, 1))
-            for source, read in (("samples", names), ("world", recognise(reader, world))):
-                count_named(reader_hits[source], asked, read)
-        print(json.dumps({"event": "samples", "category": cat, "recognised": names}), flush=True)  # by the last reader
+        names = [recognise(reader, out.permute(0, 2, 3, 1)) for reader in readers]
+        for reader, read, reader_hits in zip(readers, names, hits):
+            count_named(reader_hits["samples"], asked, read)
+            count_named(reader_hits["world"], asked, recognise(reader, world))
+        print(json.dumps({"event": "samples", "category": cat, "recognised": names[0]}), flush=True)  # the card's reader
     for reader_hits in hits:
         for table in reader_hits.values():
             table["all"] = {k: sum(h[k] for h in table.values()) for k in (*heads, "samples")}

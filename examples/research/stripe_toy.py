@@ -216,12 +216,13 @@ def main() -> None:
 
     abar = DDIMScheduler(**SD21_BASE_SCHEDULER).alphas_cumprod
     latents = Latents(args.vae, args.pool, torch.Generator().manual_seed(20_000)) if args.vae else None
-    data = stripes(args.samples, torch.Generator().manual_seed(10_000))
-    noise = torch.randn(args.samples, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    if latents:  # what the VAE gives back of the data, and of a noise latent
+    data_g, noise_g = torch.Generator().manual_seed(10_000), torch.Generator().manual_seed(1)
+    if latents:  # what the code gives back of the data, and what a noise latent decodes to
         with torch.no_grad():
-            data = latents.decode(latents.encode(latents.paint(stripes(args.samples, torch.Generator().manual_seed(10_000), 2, latents.scale)))[0] * latents.sf)
-        noise = latents.decode(torch.randn(args.samples, latents.channels, SIZE, SIZE, generator=torch.Generator().manual_seed(1)))
+            data = latents.decode(latents.encode(latents.paint(stripes(args.samples, data_g, 2, latents.scale)))[0] * latents.sf)
+        noise = latents.decode(torch.randn(args.samples, latents.channels, SIZE, SIZE, generator=noise_g))
+    else:
+        data, noise = stripes(args.samples, data_g), torch.randn(args.samples, 1, SIZE, SIZE, generator=noise_g)
     rows = {"data": data, "noise": noise.clamp(-1, 1)}
     print(json.dumps({"source": "data" + (" (the code's round trip)" if latents else ""), **read(rows["data"])}), flush=True)
     print(json.dumps({"source": "noise", **read(rows["noise"])}), flush=True)
