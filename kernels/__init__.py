@@ -7,78 +7,27 @@ height, n_cameras, gaussian_ids=None). It is gsdi's CPU backend and the oracle g
 against. Installed as `gsdi.kernels` (never as a top-level `kernels`).
 """
 
-from __future__ import annotations
+if __name__ == "kernels":
+    # This folder was imported as a top-level `kernels`: a source checkout's root is on sys.path (as
+    # `python -m pytest` run there puts it) and the name is PyPI's `kernels`, which transformers
+    # imports. Load whatever `import kernels` finds without the checkout's root in this module's place
+    # (the import system returns what sys.modules holds), or fail as that import would.
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
 
-import torch
-from torch import Tensor
-
-from .projection import project_gaussians, quat_scale_to_covar, spherical_harmonics
-from .rasterize import isect_tiles, rasterize_to_pixels
+    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _spec = importlib.machinery.PathFinder.find_spec(__name__, [p for p in sys.path if os.path.abspath(p or os.curdir) != _root])
+    if _spec is None:
+        raise ModuleNotFoundError(f"No module named {__name__!r} (the checkout's kernels/ folder is gsdi.kernels)", name=__name__)
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules[__name__] = _module
+    _spec.loader.exec_module(_module)
+else:
+    from .projection import project_gaussians, quat_scale_to_covar, spherical_harmonics
+    from .rasterize import isect_tiles, rasterize_to_pixels
+    from .rendering import rasterization
 
 __all__ = ["rasterization", "project_gaussians", "quat_scale_to_covar", "spherical_harmonics",
            "isect_tiles", "rasterize_to_pixels"]
-
-
-def rasterization(
-    means: Tensor,  # [N, 3]
-    quats: Tensor,  # [N, 4] wxyz
-    scales: Tensor,  # [N, 3]
-    opacities: Tensor,  # [N]
-    colors: Tensor,  # [N, D], or [N, K, 3] SH coefficients with sh_degree
-    viewmats: Tensor,  # [C, 4, 4] world-to-camera
-    Ks: Tensor,  # [C, 3, 3]
-    width: int,
-    height: int,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    radius_clip: float = 0.0,
-    eps2d: float = 0.3,
-    sh_degree: int | None = None,
-    packed: bool = False,
-    tile_size: int = 16,
-    backgrounds: Tensor | None = None,  # [C, D]
-    render_mode: str = "RGB",
-    rasterize_mode: str = "classic",
-    chunk_elements: int = 1 << 20,
-) -> tuple[Tensor, Tensor, dict]:
-    """Render C views of N Gaussians: colors [C,H,W,D], alphas [C,H,W,1], meta (see module doc)."""
-    N, C = means.shape[0], viewmats.shape[0]
-    assert means.shape == (N, 3), means.shape
-    assert quats.shape == (N, 4) and scales.shape == (N, 3) and opacities.shape == (N,), (quats.shape, scales.shape, opacities.shape)
-    assert viewmats.shape == (C, 4, 4) and Ks.shape == (C, 3, 3), (viewmats.shape, Ks.shape)
-    if packed or render_mode != "RGB" or rasterize_mode != "classic":
-        raise NotImplementedError("gsdi.kernels supports packed=False, render_mode='RGB', rasterize_mode='classic'")
-
-    covars = quat_scale_to_covar(quats, scales)
-    radii, means2d, depths, conics = project_gaussians(
-        means, covars, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane, radius_clip
-    )
-    if sh_degree is None:
-        assert colors.shape[0] == N and colors.dim() == 2, colors.shape
-        view_colors = colors.expand(C, N, colors.shape[-1])
-    else:
-        assert colors.shape[0] == N and colors.dim() == 3 and colors.shape[-1] == 3, colors.shape
-        campos = -(viewmats[:, :3, :3].transpose(1, 2) @ viewmats[:, :3, 3:])[..., 0]  # [C, 3]
-        dirs = means[None] - campos[:, None]  # [C, N, 3]
-        view_colors = spherical_harmonics(sh_degree, dirs, colors.expand(C, *colors.shape))
-        view_colors = torch.clamp_min(view_colors + 0.5, 0.0)
-    view_opacities = opacities.expand(C, N)
-
-    render_colors, render_alphas, isect = rasterize_to_pixels(
-        means2d, conics, view_colors, view_opacities, radii, depths, width, height,
-        tile_size=tile_size, backgrounds=backgrounds, chunk_elements=chunk_elements,
-    )
-    meta = {
-        "camera_ids": None,
-        "gaussian_ids": None,
-        "radii": radii,
-        "means2d": means2d,
-        "depths": depths,
-        "conics": conics,
-        "opacities": view_opacities,
-        "width": width,
-        "height": height,
-        "n_cameras": C,
-        **isect,
-    }
-    return render_colors, render_alphas, meta

@@ -4,6 +4,7 @@ step file."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,28 @@ def test_import_gsdi_and_help_load_no_heavy_library():
             "assert not heavy, heavy")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "generate" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_checkout_root_on_the_path_does_not_shadow_pypi_kernels(tmp_path):
+    """From a source checkout's root (`python -m pytest` puts it on sys.path) `import kernels` must find
+    what it finds elsewhere, PyPI's package that transformers imports, not the repo's kernels/ folder;
+    and gsdi.kernels must still be the rasterizer beside it."""
+    root = KERNELS.parent
+    stub = tmp_path / "kernels"
+    stub.mkdir()
+    (stub / "__init__.py").write_text("STUB = True\n")
+    code = ("import kernels, gsdi.kernels\n"
+            "print(kernels.__file__)\n"
+            "assert kernels.STUB and callable(gsdi.kernels.rasterization)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}  # after the root, which `python -c` run there puts first
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(stub / "__init__.py"), proc.stdout + proc.stderr
+    # With no other `kernels` anywhere on the path the import fails as it would outside the checkout.
+    code = ("try:\n    import kernels\nexcept ModuleNotFoundError as error:\n    print('none:', error.name)\n"
+            "else:\n    print(kernels.__file__)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "none: kernels" or not proc.stdout.strip().startswith(str(KERNELS)), proc.stdout
 
 
 def test_the_step_reads_in_about_a_page():
