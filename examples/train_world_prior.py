@@ -26,6 +26,8 @@ gsdi/priors/world (its MODEL_CARD.md has the figures and commands).
   drawing it blurred, which L1 alone rewards); no perceptual or adversarial term (nothing pretrained
   is downloaded); --latent-channels sets the latent's room (4, as Stable Diffusion's, or 8); its
   scaling factor makes latents unit std.
+  --vae-scale-equivariance also asks the latent, average-pooled 2x, to decode to the render pooled 2x
+  (Skorokhodov et al., "Improving the diffusability of autoencoders", ICML 2025).
 - UNet and text encoder: trained together from scratch, epsilon objective at uniform t with SD's
   schedule, offset noise 0.1 (flat white backgrounds: embedded/MODEL_CARD.md), EMA 0.999 ships.
 """
@@ -153,7 +155,10 @@ def train_vae(args, device: str, pool: dict) -> dict:
             group["lr"] = args.vae_lr * min(1.0, (step + 1) / 300)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             posterior = vae.encode(x).latent_dist
-            out = vae.decode(posterior.sample(generator=g)).sample.float()
+            z = posterior.sample(generator=g)
+            out = vae.decode(z).sample.float()
+            if args.vae_scale_equivariance:  # the latent halved decodes to the render halved
+                out_half = vae.decode(F.avg_pool2d(z, 2)).sample.float()
         # The object covers a few % of a view: its pixels (and their neighbours) weigh OBJECT_WEIGHT
         # times the background's, else colours are learned last (a first run's decoder turned every
         # colour brown after 5k steps at PSNR 31, the background doing the scoring).
@@ -164,6 +169,8 @@ def train_vae(args, device: str, pool: dict) -> dict:
         loss = loss + args.kl * kl
         if args.vae_spectral:
             loss = loss + args.vae_spectral * spectral_l1(out, x, weight) / OBJECT_WEIGHT
+        if args.vae_scale_equivariance:
+            loss = loss + args.vae_scale_equivariance * (F.avg_pool2d(weight, 2) * (out_half - F.avg_pool2d(x, 2)).abs()).mean() / OBJECT_WEIGHT
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -197,7 +204,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
     write_png(args.out / "vae_roundtrip.png", image_grid(pairs.permute(0, 2, 3, 1), 8))
     return {"vae_steps": step, "vae_train_s": round(train_s, 1), "vae_batch": args.vae_batch, "vae_init": str(args.init_vae),
             "object_weight": OBJECT_WEIGHT, "vae_roundtrip_colour_error_object": colour_error,
-            "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_spectral": args.vae_spectral, "latent_channels": vae.config.latent_channels, "vae_decoder_only": args.vae_decoder_only, "vae_encoder_only": args.vae_encoder_only, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
+            "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_spectral": args.vae_spectral, "vae_scale_equivariance": args.vae_scale_equivariance, "latent_channels": vae.config.latent_channels, "vae_decoder_only": args.vae_decoder_only, "vae_encoder_only": args.vae_encoder_only, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
             "scaling_factor": vae.config.scaling_factor, "vae_parameters": sum(p.numel() for p in vae.parameters()),
             "vae_psnr_held_out": round(float(scores.mean()), 2), "vae_psnr_plain": round(float(scores[plain].mean()), 2),
             "vae_psnr_patterned": round(float(scores[patterned].mean()), 2), "vae_psnr_worst": round(float(scores.min()), 2)}
@@ -423,6 +430,10 @@ def main() -> None:
                              "(1: the plain objective; the object covers a few %% of a view, its pattern less)")
     parser.add_argument("--latent-channels", type=int, default=VAE["latent_channels"], help="vae: the latent's channels (a new VAE; the UNet follows its VAE)")
     parser.add_argument("--vae-spectral", type=float, default=0.0, help="vae: weight of the patch amplitude-spectrum L1 (0: off)")
+    parser.add_argument("--vae-scale-equivariance", type=float, default=0.0,
+                        help="vae: weight of the L1 between the latent average-pooled 2x, decoded, and the render pooled 2x "
+                             "(Skorokhodov et al., ICML 2025: a latent that decodes like an image when shrunk has less "
+                             "detail below its cell for a UNet to draw; 0: off)")
     parser.add_argument("--kl", type=float, default=1e-5, help="VAE: weight of the KL per latent element")
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--ema", type=float, default=0.999)

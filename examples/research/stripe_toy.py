@@ -13,7 +13,8 @@ UNet's levels at a quarter of its widths) is trained alike (epsilon objective, S
 uniform t, same batches), then samples by DDIM-30 from the same noise, and each image is read:
 - coherence: the global structure tensor's (l1 - l2) / (l1 + l2) over the image's gradients; 1 for
   straight parallel stripes of one orientation, lower for bands that bend, 0 for noise;
-- band: the share of the (mean-removed) power at the stripes' frequencies (periods 2.7-5 cells);
+- band: the share of the (mean-removed) power at the stripes' frequencies (periods 2.7-5 cells, or
+  --period's widened 10%);
 - coherence_32: the coherence of the image area-averaged to 32x32 (the same as coherence in pixels).
 
 With --vae FOLDER the same stripes are painted yellow on blue at 128 px (4x, so the period is the
@@ -54,7 +55,7 @@ LAYOUTS = {  # the world UNet's levels (32, 16, 8; attention at 16 and 8) and th
 
 def stripes(n: int, g: torch.Generator, supersample: int = 4, scale: int = 1) -> torch.Tensor:
     """[n, 1, SIZE * scale, SIZE * scale] straight stripes, values in [-1, 1]: random period (in cells
-    of SIZE), orientation and phase."""
+    of SIZE, from PERIOD), orientation and phase."""
     s = SIZE * scale * supersample
     yx = (torch.arange(s) + 0.5) / (supersample * scale)
     y, x = torch.meshgrid(yx, yx, indexing="ij")
@@ -74,8 +75,9 @@ def coherence(x: torch.Tensor) -> torch.Tensor:
     return ((jxx - jyy) ** 2 + 4 * jxy ** 2).sqrt() / (jxx + jyy).clamp_min(1e-12)
 
 
-def band(x: torch.Tensor, lo: float = 2.7, hi: float = 5.0) -> torch.Tensor:
-    """[n] the share of each image's mean-removed power at periods lo..hi cells of SIZE."""
+def band(x: torch.Tensor) -> torch.Tensor:
+    """[n] the share of each image's mean-removed power at the stripes' periods (PERIOD, widened 10%) in cells of SIZE."""
+    lo, hi = 0.9 * PERIOD[0], 1.11 * PERIOD[1]  # 2.7 .. 5 cells for the closer-framed world's 3 .. 4.5
     power = torch.fft.fft2(x - x.mean((-2, -1), keepdim=True)).abs().pow(2).sum(1)
     scale = x.shape[-1] // SIZE
     lo, hi = lo * scale, hi * scale
@@ -93,17 +95,19 @@ class Latents:
 
     BLUE, YELLOW = torch.tensor(PALETTE["blue"]), torch.tensor(PALETTE["yellow"])
 
-    def __init__(self, folder: str, pool: int, g: torch.Generator):
+    def __init__(self, folder: str, pool: int, g: torch.Generator, device: str = "cpu"):
         from diffusers import AutoencoderKL
 
-        self.vae = None if folder.startswith("pca") else AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32).eval().requires_grad_(False)
+        self.device = device
+        self.vae = None if folder.startswith("pca") else AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
         self.scale, self.channels = (4, 4) if self.vae is None else (2 ** (len(self.vae.config.block_out_channels) - 1), self.vae.config.latent_channels)
         if self.vae is None:  # principal components of the painted stripes' patches: [48] mean, [48, 4] basis
-            patches = F.unfold(self.paint(stripes(256, g, 2, self.scale)), self.scale, stride=self.scale).permute(0, 2, 1).reshape(-1, 48)
+            patches = F.unfold(self.paint(stripes(256, g, 2, self.scale)).cpu(), self.scale, stride=self.scale).permute(0, 2, 1).reshape(-1, 48)
             self.patch_mean = patches.mean(0)
             _, sv, v = torch.linalg.svd(patches - self.patch_mean, full_matrices=False)
             std = sv[:self.channels] / (patches.shape[0] - 1) ** 0.5  # each component's std
-            self.basis = v[:self.channels].T / (std if folder == "pca" else std.pow(2).mean().sqrt())  # unit-std codes, or their natural shares
+            basis = v[:self.channels].T / (std if folder == "pca" else std.pow(2).mean().sqrt())  # unit-std codes, or their natural shares
+            self.patch_mean, self.basis = self.patch_mean.to(device), basis.to(device)
         self.sf = 1.0 if self.vae is None else float(self.vae.config.scaling_factor)
         with torch.no_grad():
             posteriors = [self.encode(self.paint(stripes(64, g, 2, self.scale))) for _ in range(pool // 64)]
@@ -119,23 +123,25 @@ class Latents:
         code = code.permute(0, 2, 1).reshape(n, self.channels, side, side)
         return code, torch.zeros_like(code)
 
-    def paint(self, x: torch.Tensor) -> torch.Tensor:  # [n, 1, H, W] in [-1, 1] -> [n, 3, H, W] in [-1, 1]
-        w = x * 0.5 + 0.5
-        return (self.BLUE.view(1, 3, 1, 1) * (1 - w) + self.YELLOW.view(1, 3, 1, 1) * w) * 2 - 1
+    def paint(self, x: torch.Tensor) -> torch.Tensor:  # [n, 1, H, W] in [-1, 1] -> [n, 3, H, W] in [-1, 1] on the device
+        w = x.to(self.device) * 0.5 + 0.5
+        blue, yellow = self.BLUE.to(self.device).view(1, 3, 1, 1), self.YELLOW.to(self.device).view(1, 3, 1, 1)
+        return (blue * (1 - w) + yellow * w) * 2 - 1
 
     def draw(self, n: int, g: torch.Generator) -> torch.Tensor:
         i = torch.randint(self.mean.shape[0], (n,), generator=g)
-        return (self.mean[i] + self.std[i] * torch.randn(self.mean[i].shape, generator=g)) * self.sf
+        return (self.mean[i] + self.std[i] * torch.randn(self.mean[i].shape, generator=g).to(self.device)) * self.sf
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:  # [n, C, SIZE, SIZE] -> [n, 1, H, W], blue -1 .. yellow +1
+    def decode(self, z: torch.Tensor) -> torch.Tensor:  # [n, C, SIZE, SIZE] -> [n, 1, H, W] on the CPU, blue -1 .. yellow +1
+        z = z.to(self.device)
         if self.vae is not None:
             rgb = self.vae.decode(z / self.sf).sample * 0.5 + 0.5
         else:  # the basis' pseudo-inverse
             n, side = z.shape[0], z.shape[-1]
             patches = z.reshape(n, self.channels, -1).permute(0, 2, 1) @ torch.linalg.pinv(self.basis) + self.patch_mean
             rgb = F.fold(patches.permute(0, 2, 1), side * self.scale, self.scale, stride=self.scale) * 0.5 + 0.5
-        axis = self.YELLOW - self.BLUE
+        rgb, axis = rgb.cpu(), self.YELLOW - self.BLUE
         w = ((rgb - self.BLUE.view(1, 3, 1, 1)) * axis.view(1, 3, 1, 1)).sum(1, keepdim=True) / axis.pow(2).sum()
         return (w * 2 - 1).clamp(-1, 1)
 
@@ -150,18 +156,18 @@ def build(layout: dict, widths: tuple[int, ...], channels: int = 1):
 
 def train(name: str, args, abar: torch.Tensor, latents: Latents | None):
     torch.manual_seed(args.seed)
-    unet = build(LAYOUTS[name], tuple(args.widths), latents.channels if latents else 1).train()
+    unet = build(LAYOUTS[name], tuple(args.widths), latents.channels if latents else 1).to(args.device).train()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(args.seed)  # the same batches, times and noise for every layout
     start, losses = time.perf_counter(), []
     for step in range(args.steps):
         for group in optimizer.param_groups:  # warm-up, then cosine to zero
             group["lr"] = args.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        x0 = latents.draw(args.batch, g) if latents else stripes(args.batch, g)
+        x0 = latents.draw(args.batch, g) if latents else stripes(args.batch, g).to(args.device)
         t = torch.randint(0, abar.shape[0], (args.batch,), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        a = abar[t].view(-1, 1, 1, 1)
-        loss = F.mse_loss(unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t).sample, noise)
+        noise = torch.randn(x0.shape, generator=g).to(args.device)
+        a = abar[t].view(-1, 1, 1, 1).to(args.device)
+        loss = F.mse_loss(unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.to(args.device)).sample, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -181,10 +187,10 @@ def sample(unet, n: int, steps: int, seed: int) -> torch.Tensor:
 
     scheduler = DDIMScheduler(**SD21_BASE_SCHEDULER)
     scheduler.set_timesteps(steps)
-    x = torch.randn(n, unet.config.in_channels, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(n, unet.config.in_channels, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)).to(unet.device)
     for t in scheduler.timesteps:
         x = scheduler.step(unet(x, t).sample, t, x).prev_sample
-    return x
+    return x.cpu()
 
 
 def read(x: torch.Tensor) -> dict:
@@ -196,6 +202,7 @@ def read(x: torch.Tensor) -> dict:
 
 
 def main() -> None:
+    global PERIOD
     from diffusers import DDIMScheduler
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -211,11 +218,16 @@ def main() -> None:
                                                      "pca: on a linear code of them (each 4x4 patch's top four principal components); "
                                                      "pca-natural: the same in their own proportions")
     parser.add_argument("--pool", type=int, default=4096, help="--vae: stripe images encoded")
+    parser.add_argument("--period", type=float, nargs=2, default=list(PERIOD), metavar=("LO", "HI"),
+                        help="the stripes' period range in cells of SIZE (the closer-framed world's: 3 4.5; "
+                             "objects framed k times larger: k times both)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the same batches and noise: drawn on the CPU)")
     parser.add_argument("--picture", default=None, help="PNG: rows of data, then each layout's samples (128 px a sample)")
     args = parser.parse_args()
+    PERIOD = tuple(args.period)  # stripes() and band() read it
 
     abar = DDIMScheduler(**SD21_BASE_SCHEDULER).alphas_cumprod
-    latents = Latents(args.vae, args.pool, torch.Generator().manual_seed(20_000)) if args.vae else None
+    latents = Latents(args.vae, args.pool, torch.Generator().manual_seed(20_000), args.device) if args.vae else None
     data_g, noise_g = torch.Generator().manual_seed(10_000), torch.Generator().manual_seed(1)
     if latents:  # what the code gives back of the data, and what a noise latent decodes to
         with torch.no_grad():
@@ -230,7 +242,7 @@ def main() -> None:
         unet, figures = train(name, args, abar, latents)
         x = sample(unet, args.samples, args.sample_steps, seed=args.seed + 1)
         rows[name] = latents.decode(x) if latents else x.clamp(-1, 1)
-        print(json.dumps({"source": name, "steps": args.steps, "batch": args.batch, "vae": args.vae, **figures, **read(rows[name])}), flush=True)
+        print(json.dumps({"source": name, "steps": args.steps, "batch": args.batch, "vae": args.vae, "period": PERIOD, **figures, **read(rows[name])}), flush=True)
     if args.picture:
         from gsdi.media import image_grid, write_png
 
