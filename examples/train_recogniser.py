@@ -5,7 +5,8 @@
 
 Renders a labelled pool (random objects of every category and colour from random training orbits,
 64x64; with --patterns 128x128 and half of the objects patterned) and a held-out pool from other
-seeds, trains the CNN with the `degrade` augmentation, and writes recogniser.safetensors (fp16) and
+seeds, trains the CNN with the `degrade` augmentation (with --mirror-shift PX also mirrored and moved
+copies, `mirror_and_shift`), and writes recogniser.safetensors (fp16) and
 recogniser.json (accuracy on the held-out pool, clean and degraded; the command; the time) to --out
 (pattern_recogniser.* with --patterns).
 """
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from gsdi.world import render_pool
-from gsdi.eval.recogniser import BLUR, PATTERN_BLUR, PATTERN_SIZE, SIZE, Recogniser, degrade
+from gsdi.eval.recogniser import BLUR, PATTERN_BLUR, PATTERN_SIZE, SIZE, Recogniser, degrade, mirror_and_shift
 from gsdi.eval.training import fit, save_weights
 from training_args import training_arguments  # examples/training_args.py
 
@@ -66,7 +67,10 @@ def accuracy(model: Recogniser, pool: dict, generator: torch.Generator | None, b
 def main() -> None:
     args = training_arguments(__doc__.splitlines()[0], train=24_000, held_out=4_000, steps=4_000, what="renders",
                               extra={"--patterns": {"action": "store_true",
-                                                    "help": "the 128-px recogniser that also reads patterns"}})
+                                                    "help": "the 128-px recogniser that also reads patterns"},
+                                     "--mirror-shift": {"type": int, "default": 0, "metavar": "PX",
+                                                        "help": "also mirror half the training images and move each by up to PX "
+                                                                "pixels (labels kept; against learning the pool by heart; 0: off)"}})
     device = torch.device(args.device)
     torch.manual_seed(0)
     size, patterned = (PATTERN_SIZE, 0.5) if args.patterns else (SIZE, 0.0)
@@ -83,7 +87,10 @@ def main() -> None:
 
     def step_loss(step: int) -> torch.Tensor:
         idx = torch.randint(args.train, (args.batch,), generator=g).to(device)
-        x = degrade(train["images"][idx].float() / 255, g, max_blur(model))
+        x = train["images"][idx].float() / 255
+        if args.mirror_shift:
+            x = mirror_and_shift(x, g, args.mirror_shift)
+        x = degrade(x, g, max_blur(model))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(x)
         # a plain render's pattern colour is -1: no loss there
@@ -92,7 +99,7 @@ def main() -> None:
     steps, train_s = fit(model, args.steps, args.lr, step_loss, minutes=args.minutes)
 
     card = {"width": args.width, "size": size, "patterns": args.patterns, "patterned_share": patterned,
-            "steps": steps, "batch": args.batch, "train_renders": args.train,
+            "steps": steps, "batch": args.batch, "train_renders": args.train, "mirror_shift": args.mirror_shift,
             "held_out_renders": args.held_out, "render_s": round(render_s, 1), "train_s": round(train_s, 1),
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             "held_out_accuracy_clean": accuracy(model, held, None),

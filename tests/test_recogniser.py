@@ -7,7 +7,7 @@ import torch
 
 from gsdi.cameras import sample_orbits
 from gsdi.world import CATEGORIES, PALETTE, pad_objects, render_objects, sample_object
-from gsdi.eval.recogniser import SIDES, degrade, load_recogniser, recognise
+from gsdi.eval.recogniser import SIDES, degrade, load_recogniser, mirror_and_shift, recognise
 
 
 def test_recogniser_names_held_out_world_renders():
@@ -27,6 +27,27 @@ def test_recogniser_names_held_out_world_renders():
     # Any image size is accepted (resized to 64^2): a 256^2 render reads the same.
     big = torch.nn.functional.interpolate(rgb[:5].permute(0, 3, 1, 2), size=256, mode="nearest").permute(0, 2, 3, 1)
     assert recognise(load_recogniser(), big)["category"] == names["category"][:5]
+
+
+def test_mirror_and_shift_moves_each_image_whole_with_white_filling_in():
+    images = torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    out = mirror_and_shift(images, torch.Generator().manual_seed(1), max_shift=3)
+    assert out.shape == images.shape
+    found = []
+    for x, y in zip(images, out):  # exactly one mirror and shift gives y: x moved, white where it left
+        matches = []
+        for mirrored in (False, True):
+            src = x.flip(-1) if mirrored else x
+            for dy in range(-3, 4):
+                for dx in range(-3, 4):
+                    moved = torch.ones_like(src)
+                    moved[:, max(dy, 0):12 + min(dy, 0), max(dx, 0):12 + min(dx, 0)] = \
+                        src[:, max(-dy, 0):12 + min(-dy, 0), max(-dx, 0):12 + min(-dx, 0)]
+                    if torch.equal(moved, y):
+                        matches.append((mirrored, dy, dx))
+        assert len(matches) == 1, matches
+        found += matches
+    assert {m for m, _, _ in found} == {False, True} and any(dy or dx for _, dy, dx in found), found
 
 
 def test_degrade_keeps_images_in_range_and_changes_them():

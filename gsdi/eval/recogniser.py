@@ -103,6 +103,20 @@ def recognise(model: Recogniser, images: Tensor) -> dict[str, list[str]]:
     return {key: [names[key][i] for i in logits[key].argmax(1).tolist()] for key in logits}
 
 
+def mirror_and_shift(images: Tensor, generator: torch.Generator, max_shift: int) -> Tensor:
+    """Training augmentation [B, 3, S, S] in [0, 1] that keeps every label of a world render: half the
+    images mirrored left to right, each moved by up to `max_shift` px along each axis, the white ground
+    filling in. A reader that has learned where its training renders' pixels lie gains nothing from it."""
+    B, S = images.shape[0], images.shape[-1]
+    assert images.dim() == 4 and images.shape[1] == 3 and images.shape[2] == S, images.shape
+    mirrored = (torch.rand(B, generator=generator) < 0.5).to(images.device)[:, None, None, None]
+    out = torch.where(mirrored, images.flip(-1), images)
+    m = max_shift
+    padded = F.pad(out, (m, m, m, m), value=1.0)
+    shifts = torch.randint(-m, m + 1, (B, 2), generator=generator).tolist()
+    return torch.stack([padded[i, :, m - dy:m - dy + S, m - dx:m - dx + S] for i, (dy, dx) in enumerate(shifts)])
+
+
 def degrade(images: Tensor, generator: torch.Generator, max_blur: float = BLUR) -> Tensor:
     """Training augmentation [B, 3, S, S] in [0, 1]: each image at random blurred (Gaussian, sigma
     0.3 px up to `max_blur`; PATTERN_BLUR for the pattern recogniser), hazed (blended towards white by up to 0.3), its brightness scaled by 0.85-1.15 and
