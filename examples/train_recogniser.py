@@ -28,6 +28,7 @@ from training_args import training_arguments  # examples/training_args.py
 
 HEADS = {"category": "category", "colour": "colour", "side": "view"}  # head -> the pool's label
 PATTERN_HEADS = {"pattern": "pattern", "pattern_colour": "pattern_colour"}
+POOL_SEEDS = {"training": 11, "held_out": 12}  # render_pool's seeds (examples/research/reader_overfit.py draws them again)
 
 
 def max_blur(model: Recogniser) -> float:
@@ -76,8 +77,8 @@ def main() -> None:
     size, patterned = (PATTERN_SIZE, 0.5) if args.patterns else (SIZE, 0.0)
 
     begin = time.time()
-    train = render_pool(args.train, seed=11, size=size, device=str(device), patterned=patterned)
-    held = render_pool(args.held_out, seed=12, size=size, device=str(device), patterned=patterned)
+    train = render_pool(args.train, seed=POOL_SEEDS["training"], size=size, device=str(device), patterned=patterned)
+    held = render_pool(args.held_out, seed=POOL_SEEDS["held_out"], size=size, device=str(device), patterned=patterned)
     render_s = time.time() - begin
     print(json.dumps({"pool": args.train, "held_out": args.held_out, "render_s": round(render_s, 1)}), flush=True)
 
