@@ -9,9 +9,12 @@ against. Installed as `gsdi.kernels` (never as a top-level `kernels`).
 
 if __name__ == "kernels":
     # This folder was imported as a top-level `kernels`: a source checkout's root is on sys.path (as
-    # `python -m pytest` run there puts it) and the name is PyPI's `kernels`, which transformers
-    # imports. Load whatever `import kernels` finds without the checkout's root in this module's place
-    # (the import system returns what sys.modules holds), or fail as that import would.
+    # `python -m pytest` or `python -c` run there puts it) and the name is PyPI's `kernels`, which
+    # transformers probes and imports. Put whatever `import kernels` finds without the checkout's root in
+    # this module's place (the import system returns what sys.modules holds). With none, an empty
+    # namespace package stands in: transformers' probe (which imports a package it finds no metadata
+    # for, without catching the error) reads that as no `kernels` installed, and a name imported from it
+    # raises ImportError.
     import importlib.machinery
     import importlib.util
     import os
@@ -20,10 +23,13 @@ if __name__ == "kernels":
     _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     _spec = importlib.machinery.PathFinder.find_spec(__name__, [p for p in sys.path if os.path.abspath(p or os.curdir) != _root])
     if _spec is None:
-        raise ModuleNotFoundError(f"No module named {__name__!r} (the checkout's kernels/ folder is gsdi.kernels)", name=__name__)
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules[__name__] = _module
-    _spec.loader.exec_module(_module)
+        _module = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(__name__, None, is_package=True))
+        _module.__path__ = []
+        sys.modules[__name__] = _module
+    else:
+        _module = importlib.util.module_from_spec(_spec)
+        sys.modules[__name__] = _module
+        _spec.loader.exec_module(_module)
 else:
     from .projection import project_gaussians, quat_scale_to_covar, spherical_harmonics
     from .rasterize import isect_tiles, rasterize_to_pixels
