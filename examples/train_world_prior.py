@@ -50,7 +50,7 @@ from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
 from gsdi.prompts import VIEW_WORDS
 from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, describe, render_pool
 from gsdi.world.shapes import PATTERNS
-from training_args import candidate_world_arguments, ema_step, training_start, use_candidate_world  # examples/training_args.py
+from training_args import candidate_world_arguments, ema_step, min_snr_weight, training_start, use_candidate_world  # examples/training_args.py
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
@@ -295,7 +295,7 @@ def train_unet(args, device: str, pool: dict) -> dict:
             group["lr"] = args.lr * min(1.0, (step + 1) / 500)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             eps = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0]).sample
-        weight = 1 + (args.unet_object_weight - 1) * cells[idx].float()  # 1 everywhere: the plain epsilon objective
+        weight = (1 + (args.unet_object_weight - 1) * cells[idx].float()) * min_snr_weight(a, args.min_snr)  # 1 everywhere: the plain epsilon objective
         loss = (weight * (eps.float() - noise) ** 2).mean() / weight.mean()
         ema_step(loss, optimizer, parameters, ema, args.ema)
         step += 1
@@ -314,7 +314,7 @@ def train_unet(args, device: str, pool: dict) -> dict:
         shutil.copy(args.out / "tokenizer_files" / name, args.out / "pipeline" / "tokenizer" / name)
     return {"unet_steps": step, "unet_train_s": round(train_s, 1), "unet_batch": args.batch,
             "unet_lr": args.lr, "unet_pool": args.pool, "unet_init": str(args.init_pipeline), "offset_noise": args.offset_noise,
-            "unet_object_weight": args.unet_object_weight, "object_cells": round(float(cells.float().mean()), 4), "unet_final_losses": losses[-5:],
+            "unet_object_weight": args.unet_object_weight, "unet_min_snr": args.min_snr, "object_cells": round(float(cells.float().mean()), 4), "unet_final_losses": losses[-5:],
             "unet_parameters": sum(p.numel() for p in unet.parameters()),
             "text_parameters": sum(p.numel() for p in text_encoder.parameters()), "vocabulary": len(tokenizer)}
 
@@ -425,6 +425,9 @@ def main() -> None:
     parser.add_argument("--attention-full-size", action="store_true",
                         help="unet: attend at the latent's full size too (32x32, where the shipped UNet only convolves); "
                              "from --init-pipeline the new attention starts as identity")
+    parser.add_argument("--min-snr", type=float, default=None, metavar="GAMMA",
+                        help="unet: weigh the epsilon loss by min(SNR, GAMMA) / SNR (Min-SNR, Hang et al. 2023: the nearly "
+                             "clean steps weigh less; default: the plain objective)")
     parser.add_argument("--unet-object-weight", type=float, default=1.0,
                         help="unet: the latent cells an object touches weigh this many times the white ground's in the epsilon loss "
                              "(1: the plain objective; the object covers a few %% of a view, its pattern less)")

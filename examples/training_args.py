@@ -77,3 +77,16 @@ def ema_step(loss, optimizer, parameters: list, ema: list, decay: float, clip: f
     torch.nn.utils.clip_grad_norm_(parameters, clip)
     optimizer.step()
     torch._foreach_lerp_(ema, [p.detach() for p in parameters], 1 - decay)
+
+
+def min_snr_weight(abar_t, gamma: float | None):
+    """[n] -> [n]: the epsilon loss's weight per noise level under Min-SNR-gamma (Hang et al., ICCV
+    2023): min(SNR, gamma) / SNR, SNR = abar / (1 - abar), so the nearly clean steps, whose noise is
+    easy to tell and which teach little of the layout, weigh less. None or 0: all 1 (the plain
+    objective)."""
+    import torch
+
+    if not gamma:
+        return torch.ones_like(abar_t)
+    snr = abar_t / (1 - abar_t)
+    return snr.clamp(max=gamma) / snr

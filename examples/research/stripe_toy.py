@@ -36,10 +36,16 @@ import json
 import math
 import time
 
+import sys
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
 from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/training_args.py
+from training_args import min_snr_weight  # noqa: E402
 from gsdi.world import PALETTE
 
 SIZE = 32
@@ -167,7 +173,8 @@ def train(name: str, args, abar: torch.Tensor, latents: Latents | None):
         t = torch.randint(0, abar.shape[0], (args.batch,), generator=g)
         noise = torch.randn(x0.shape, generator=g).to(args.device)
         a = abar[t].view(-1, 1, 1, 1).to(args.device)
-        loss = F.mse_loss(unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.to(args.device)).sample, noise)
+        weight = min_snr_weight(a, args.min_snr)
+        loss = (weight * (unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.to(args.device)).sample - noise) ** 2).mean() / weight.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -211,6 +218,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--min-snr", type=float, default=None, metavar="GAMMA",
+                        help="weigh the epsilon loss by min(SNR, GAMMA) / SNR (Min-SNR; default: the plain objective)")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--sample-steps", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
@@ -242,7 +251,7 @@ def main() -> None:
         unet, figures = train(name, args, abar, latents)
         x = sample(unet, args.samples, args.sample_steps, seed=args.seed + 1)
         rows[name] = latents.decode(x) if latents else x.clamp(-1, 1)
-        print(json.dumps({"source": name, "steps": args.steps, "batch": args.batch, "vae": args.vae, "period": PERIOD, **figures, **read(rows[name])}), flush=True)
+        print(json.dumps({"source": name, "steps": args.steps, "batch": args.batch, "vae": args.vae, "min_snr": args.min_snr, "period": PERIOD, **figures, **read(rows[name])}), flush=True)
     if args.picture:
         from gsdi.media import image_grid, write_png
 
