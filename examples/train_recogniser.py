@@ -71,7 +71,8 @@ def main() -> None:
                                                     "help": "the 128-px recogniser that also reads patterns"},
                                      "--mirror-shift": {"type": int, "default": 0, "metavar": "PX",
                                                         "help": "also mirror half the training images and move each by up to PX "
-                                                                "pixels (labels kept; against learning the pool by heart; 0: off)"}})
+                                                                "pixels (labels kept, the side's left out on mirrored ones: the light "
+                                                                "is fixed in the world; against learning the pool by heart; 0: off)"}})
     device = torch.device(args.device)
     torch.manual_seed(0)
     size, patterned = (PATTERN_SIZE, 0.5) if args.patterns else (SIZE, 0.0)
@@ -89,13 +90,15 @@ def main() -> None:
     def step_loss(step: int) -> torch.Tensor:
         idx = torch.randint(args.train, (args.batch,), generator=g).to(device)
         x = train["images"][idx].float() / 255
-        if args.mirror_shift:
-            x = mirror_and_shift(x, g, args.mirror_shift)
+        labels = {k: train[label][idx] for k, label in heads.items()}
+        if args.mirror_shift:  # a mirrored render is lit from the other side: no side loss on it
+            x, mirrored = mirror_and_shift(x, g, args.mirror_shift)
+            labels["side"] = labels["side"].masked_fill(mirrored, -1)
         x = degrade(x, g, max_blur(model))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = model(x)
         # a plain render's pattern colour is -1: no loss there
-        return sum(F.cross_entropy(out[k].float(), train[label][idx], ignore_index=-1) for k, label in heads.items())
+        return sum(F.cross_entropy(out[k].float(), labels[k], ignore_index=-1) for k in heads)
 
     steps, train_s = fit(model, args.steps, args.lr, step_loss, minutes=args.minutes)
 

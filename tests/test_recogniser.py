@@ -31,10 +31,10 @@ def test_recogniser_names_held_out_world_renders():
 
 def test_mirror_and_shift_moves_each_image_whole_with_white_filling_in():
     images = torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(0))
-    out = mirror_and_shift(images, torch.Generator().manual_seed(1), max_shift=3)
-    assert out.shape == images.shape
+    out, flipped = mirror_and_shift(images, torch.Generator().manual_seed(1), max_shift=3)
+    assert out.shape == images.shape and flipped.shape == (16,) and flipped.dtype == torch.bool
     found = []
-    for x, y in zip(images, out):  # exactly one mirror and shift gives y: x moved, white where it left
+    for x, y, f in zip(images, out, flipped):  # exactly one mirror and shift gives y: x moved, white where it left
         matches = []
         for mirrored in (False, True):
             src = x.flip(-1) if mirrored else x
@@ -45,7 +45,7 @@ def test_mirror_and_shift_moves_each_image_whole_with_white_filling_in():
                         src[:, max(-dy, 0):12 + min(-dy, 0), max(-dx, 0):12 + min(-dx, 0)]
                     if torch.equal(moved, y):
                         matches.append((mirrored, dy, dx))
-        assert len(matches) == 1, matches
+        assert len(matches) == 1 and matches[0][0] == bool(f), (matches, f)
         found += matches
     assert {m for m, _, _ in found} == {False, True} and any(dy or dx for _, dy, dx in found), found
 

@@ -103,10 +103,12 @@ def recognise(model: Recogniser, images: Tensor) -> dict[str, list[str]]:
     return {key: [names[key][i] for i in logits[key].argmax(1).tolist()] for key in logits}
 
 
-def mirror_and_shift(images: Tensor, generator: torch.Generator, max_shift: int) -> Tensor:
-    """Training augmentation [B, 3, S, S] in [0, 1] that keeps every label of a world render: half the
-    images mirrored left to right, each moved by up to `max_shift` px along each axis, the white ground
-    filling in. A reader that has learned where its training renders' pixels lie gains nothing from it."""
+def mirror_and_shift(images: Tensor, generator: torch.Generator, max_shift: int) -> tuple[Tensor, Tensor]:
+    """Training augmentation [B, 3, S, S] in [0, 1] -> (images, mirrored [B] bool): half the images
+    mirrored left to right, each moved by up to `max_shift` px along each axis, the white ground
+    filling in. A reader that has learned where its training renders' pixels lie gains nothing from it.
+    Category, colour and pattern labels stay true; the side does not quite (the light is fixed in world
+    space, so a mirrored render is lit from the other side), so `mirrored` says whose to leave out."""
     B, S = images.shape[0], images.shape[-1]
     assert images.dim() == 4 and images.shape[1] == 3 and images.shape[2] == S, images.shape
     mirrored = (torch.rand(B, generator=generator) < 0.5).to(images.device)[:, None, None, None]
@@ -114,7 +116,7 @@ def mirror_and_shift(images: Tensor, generator: torch.Generator, max_shift: int)
     m = max_shift
     padded = F.pad(out, (m, m, m, m), value=1.0)
     shifts = torch.randint(-m, m + 1, (B, 2), generator=generator).tolist()
-    return torch.stack([padded[i, :, m - dy:m - dy + S, m - dx:m - dx + S] for i, (dy, dx) in enumerate(shifts)])
+    return torch.stack([padded[i, :, m - dy:m - dy + S, m - dx:m - dx + S] for i, (dy, dx) in enumerate(shifts)]), mirrored.view(B)
 
 
 def degrade(images: Tensor, generator: torch.Generator, max_blur: float = BLUR) -> Tensor:
