@@ -4,6 +4,7 @@ step file."""
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import os
 import subprocess
 import sys
@@ -108,15 +109,25 @@ def test_a_checkout_root_on_the_path_does_not_shadow_pypi_kernels(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}  # after the root, which `python -c` run there puts first
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == str(stub / "__init__.py"), proc.stdout + proc.stderr
-    # With no other `kernels` anywhere on the path, an empty namespace package answers: transformers'
-    # probe (it imports a package without metadata and does not catch the error) reads no `kernels`.
-    code = ("import kernels\n"
-            "from transformers.utils.import_utils import is_kernels_available\n"
-            "print(getattr(kernels, '__file__', None), hasattr(kernels, 'rasterization'), is_kernels_available())\n"
+    # With no other `kernels` on the path (site-packages left out here), an empty namespace package answers.
+    code = ("import sys\n"
+            "sys.path[:] = [p for p in sys.path if 'site-packages' not in p and 'dist-packages' not in p]\n"
+            "import kernels\n"
+            "print(getattr(kernels, '__file__', None), hasattr(kernels, 'rasterization'))\n"
             "from kernels import get_kernel\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip() == "None False False", proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "None False", proc.stdout + proc.stderr
     assert proc.returncode == 1 and "ImportError: cannot import name 'get_kernel'" in proc.stderr, proc.stderr
+    # transformers' probe (it imports a package it finds no metadata for, without catching the error)
+    # must run from the root whether or not PyPI's kernels is installed, and find that one if it is.
+    installed = importlib.machinery.PathFinder.find_spec("kernels", [p for p in sys.path if Path(p or ".").resolve() != root])
+    code = ("import kernels\n"
+            "from transformers.utils.import_utils import is_kernels_available\n"
+            "is_kernels_available()\n"
+            "print(getattr(kernels, '__file__', None))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (str(installed.origin) if installed else "None"), proc.stdout
 
 
 def test_the_step_reads_in_about_a_page():
