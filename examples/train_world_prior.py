@@ -254,7 +254,7 @@ def train_unet(args, device: str, pool: dict) -> dict:
                                     cross_attention_dim=TEXT["hidden_size"], norm_num_groups=32,
                                     **{**UNET, **(FULL_SIZE_ATTENTION if args.attention_full_size else {})})
     text_encoder, unet = text_encoder.to(device).train(), unet.to(device).train()
-    scheduler = DDIMScheduler(**SD21_BASE_SCHEDULER)
+    scheduler = DDIMScheduler(**{**SD21_BASE_SCHEDULER, "prediction_type": args.prediction})  # saved with the pipeline
     abar = scheduler.alphas_cumprod.to(device)
 
     moments, cells = [], []  # cells: [N, 1, latent, latent], the latent cells an object touches, and their neighbours
@@ -294,9 +294,12 @@ def train_unet(args, device: str, pool: dict) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 500)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            eps = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+            pred = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0]).sample
         weight = (1 + (args.unet_object_weight - 1) * cells[idx].float()) * min_snr_weight(a, args.min_snr)  # 1 everywhere: the plain epsilon objective
-        loss = (weight * (eps.float() - noise) ** 2).mean() / weight.mean()
+        target = noise
+        if args.prediction == "v_prediction":  # v = sqrt(abar) eps - sqrt(1 - abar) z0 (SD 2.1 768's objective)
+            target, weight = a.sqrt() * noise - (1 - a).sqrt() * z0, weight * (a if args.min_snr else 1)
+        loss = (weight * (pred.float() - target) ** 2).mean() / weight.mean()
         ema_step(loss, optimizer, parameters, ema, args.ema)
         step += 1
         if step % 200 == 0:
@@ -314,7 +317,7 @@ def train_unet(args, device: str, pool: dict) -> dict:
         shutil.copy(args.out / "tokenizer_files" / name, args.out / "pipeline" / "tokenizer" / name)
     return {"unet_steps": step, "unet_train_s": round(train_s, 1), "unet_batch": args.batch,
             "unet_lr": args.lr, "unet_pool": args.pool, "unet_init": str(args.init_pipeline), "offset_noise": args.offset_noise,
-            "unet_object_weight": args.unet_object_weight, "unet_min_snr": args.min_snr, "object_cells": round(float(cells.float().mean()), 4), "unet_final_losses": losses[-5:],
+            "unet_object_weight": args.unet_object_weight, "unet_min_snr": args.min_snr, "prediction_type": args.prediction, "object_cells": round(float(cells.float().mean()), 4), "unet_final_losses": losses[-5:],
             "unet_parameters": sum(p.numel() for p in unet.parameters()),
             "text_parameters": sum(p.numel() for p in text_encoder.parameters()), "vocabulary": len(tokenizer)}
 
@@ -425,6 +428,9 @@ def main() -> None:
     parser.add_argument("--attention-full-size", action="store_true",
                         help="unet: attend at the latent's full size too (32x32, where the shipped UNet only convolves); "
                              "from --init-pipeline the new attention starts as identity")
+    parser.add_argument("--prediction", default="epsilon", choices=["epsilon", "v_prediction"],
+                        help="unet: what the UNet predicts (saved as the scheduler's prediction_type, which diffusers and gsdi "
+                             "read; v_prediction as in SD 2.1 768)")
     parser.add_argument("--min-snr", type=float, default=None, metavar="GAMMA",
                         help="unet: weigh the epsilon loss by min(SNR, GAMMA) / SNR (Min-SNR, Hang et al. 2023: the nearly "
                              "clean steps weigh less; default: the plain objective)")

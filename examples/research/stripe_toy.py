@@ -174,7 +174,10 @@ def train(name: str, args, abar: torch.Tensor, latents: Latents | None):
         noise = torch.randn(x0.shape, generator=g).to(args.device)
         a = abar[t].view(-1, 1, 1, 1).to(args.device)
         weight = min_snr_weight(a, args.min_snr)
-        loss = (weight * (unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.to(args.device)).sample - noise) ** 2).mean() / weight.mean()
+        target = noise
+        if args.prediction == "v_prediction":  # v = sqrt(abar) eps - sqrt(1 - abar) x0; its MSE is eps's times (SNR + 1) / SNR
+            target, weight = a.sqrt() * noise - (1 - a).sqrt() * x0, weight * (a if args.min_snr else 1)
+        loss = (weight * (unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.to(args.device)).sample - target) ** 2).mean() / weight.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -188,11 +191,11 @@ def train(name: str, args, abar: torch.Tensor, latents: Latents | None):
 
 
 @torch.no_grad()
-def sample(unet, n: int, steps: int, seed: int) -> torch.Tensor:
+def sample(unet, n: int, steps: int, seed: int, prediction: str = "epsilon") -> torch.Tensor:
     """[n, C, SIZE, SIZE] DDIM samples (eta 0) from noise seeded by `seed`."""
     from diffusers import DDIMScheduler
 
-    scheduler = DDIMScheduler(**SD21_BASE_SCHEDULER)
+    scheduler = DDIMScheduler(**{**SD21_BASE_SCHEDULER, "prediction_type": prediction})
     scheduler.set_timesteps(steps)
     x = torch.randn(n, unet.config.in_channels, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)).to(unet.device)
     for t in scheduler.timesteps:
@@ -218,6 +221,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--prediction", default="epsilon", choices=["epsilon", "v_prediction"],
+                        help="what the UNet predicts (diffusers' prediction_type; with --min-snr the weight is min(SNR, GAMMA) / (SNR + 1) for v)")
     parser.add_argument("--min-snr", type=float, default=None, metavar="GAMMA",
                         help="weigh the epsilon loss by min(SNR, GAMMA) / SNR (Min-SNR; default: the plain objective)")
     parser.add_argument("--samples", type=int, default=64)
@@ -249,9 +254,9 @@ def main() -> None:
     print(json.dumps({"source": "noise", **read(rows["noise"])}), flush=True)
     for name in args.layouts:
         unet, figures = train(name, args, abar, latents)
-        x = sample(unet, args.samples, args.sample_steps, seed=args.seed + 1)
+        x = sample(unet, args.samples, args.sample_steps, seed=args.seed + 1, prediction=args.prediction)
         rows[name] = latents.decode(x) if latents else x.clamp(-1, 1)
-        print(json.dumps({"source": name, "steps": args.steps, "batch": args.batch, "vae": args.vae, "min_snr": args.min_snr, "period": PERIOD, **figures, **read(rows[name])}), flush=True)
+        print(json.dumps({"source": name, "steps": args.steps, "batch": args.batch, "vae": args.vae, "min_snr": args.min_snr, "prediction": args.prediction, "period": PERIOD, **figures, **read(rows[name])}), flush=True)
     if args.picture:
         from gsdi.media import image_grid, write_png
 
