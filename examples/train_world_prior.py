@@ -50,7 +50,7 @@ from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
 from gsdi.prompts import VIEW_WORDS
 from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, describe, render_pool
 from gsdi.world.shapes import PATTERNS
-from training_args import candidate_world_arguments, ema_step, min_snr_weight, training_start, use_candidate_world  # examples/training_args.py
+from training_args import candidate_world_arguments, denoising_target, ema_step, training_start, use_candidate_world  # examples/training_args.py
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
@@ -295,10 +295,8 @@ def train_unet(args, device: str, pool: dict) -> dict:
             group["lr"] = args.lr * min(1.0, (step + 1) / 500)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             pred = unet(z_t, t, encoder_hidden_states=text_encoder(ids)[0]).sample
-        weight = (1 + (args.unet_object_weight - 1) * cells[idx].float()) * min_snr_weight(a, args.min_snr)  # 1 everywhere: the plain epsilon objective
-        target = noise
-        if args.prediction == "v_prediction":  # v = sqrt(abar) eps - sqrt(1 - abar) z0 (SD 2.1 768's objective)
-            target, weight = a.sqrt() * noise - (1 - a).sqrt() * z0, weight * (a if args.min_snr else 1)
+        target, weight = denoising_target(z0, noise, a, args.prediction, args.min_snr)
+        weight = weight * (1 + (args.unet_object_weight - 1) * cells[idx].float())  # 1 everywhere: the plain objective
         loss = (weight * (pred.float() - target) ** 2).mean() / weight.mean()
         ema_step(loss, optimizer, parameters, ema, args.ema)
         step += 1
@@ -432,7 +430,7 @@ def main() -> None:
                         help="unet: what the UNet predicts (saved as the scheduler's prediction_type, which diffusers and gsdi "
                              "read; v_prediction as in SD 2.1 768)")
     parser.add_argument("--min-snr", type=float, default=None, metavar="GAMMA",
-                        help="unet: weigh the epsilon loss by min(SNR, GAMMA) / SNR (Min-SNR, Hang et al. 2023: the nearly "
+                        help="unet: weigh the epsilon loss by min(SNR, GAMMA) / SNR, v's by min(SNR, GAMMA) / (SNR + 1) (Min-SNR, Hang et al. 2023: the nearly "
                              "clean steps weigh less; default: the plain objective)")
     parser.add_argument("--unet-object-weight", type=float, default=1.0,
                         help="unet: the latent cells an object touches weigh this many times the white ground's in the epsilon loss "

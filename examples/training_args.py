@@ -79,14 +79,19 @@ def ema_step(loss, optimizer, parameters: list, ema: list, decay: float, clip: f
     torch._foreach_lerp_(ema, [p.detach() for p in parameters], 1 - decay)
 
 
-def min_snr_weight(abar_t, gamma: float | None):
-    """[n] -> [n]: the epsilon loss's weight per noise level under Min-SNR-gamma (Hang et al., ICCV
-    2023): min(SNR, gamma) / SNR, SNR = abar / (1 - abar), so the nearly clean steps, whose noise is
-    easy to tell and which teach little of the layout, weigh less. None or 0: all 1 (the plain
-    objective)."""
+def denoising_target(x0, noise, abar_t, prediction: str, gamma: float | None):
+    """What a diffusion UNet regresses on at these noise levels, and the loss weight: (target, weight),
+    target [n, ...], weight [n, 1, ...] broadcastable. prediction "epsilon": the noise;
+    "v_prediction": v = sqrt(abar) eps - sqrt(1 - abar) x0 (SD 2.1 768's objective). gamma:
+    Min-SNR-gamma (Hang et al., ICCV 2023), the same weight on the clean estimate's error for either
+    target, min(SNR, gamma) / SNR on epsilon's, min(SNR, gamma) / (SNR + 1) on v's, SNR = abar /
+    (1 - abar), so the nearly clean steps weigh less; None or 0: weight 1 (the plain objective)."""
     import torch
 
-    if not gamma:
-        return torch.ones_like(abar_t)
-    snr = abar_t / (1 - abar_t)
-    return snr.clamp(max=gamma) / snr
+    weight = torch.ones_like(abar_t)
+    if gamma:
+        snr = abar_t / (1 - abar_t)
+        weight = snr.clamp(max=gamma) / snr * (abar_t if prediction == "v_prediction" else 1)
+    if prediction == "v_prediction":
+        return abar_t.sqrt() * noise - (1 - abar_t).sqrt() * x0, weight
+    return noise, weight

@@ -22,13 +22,11 @@ if __name__ == "kernels":
 
     _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     _spec = importlib.machinery.PathFinder.find_spec(__name__, [p for p in sys.path if os.path.abspath(p or os.curdir) != _root])
-    if _spec is None:
-        _module = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(__name__, None, is_package=True))
-        _module.__path__ = []
-        sys.modules[__name__] = _module
-    else:
-        _module = importlib.util.module_from_spec(_spec)
-        sys.modules[__name__] = _module
+    if _spec is None:  # an empty namespace package: no __file__, __path__ []
+        _spec = importlib.machinery.ModuleSpec(__name__, None, is_package=True)
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules[__name__] = _module
+    if _spec.loader is not None:
         _spec.loader.exec_module(_module)
 else:
     from .projection import project_gaussians, quat_scale_to_covar, spherical_harmonics

@@ -34,19 +34,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
-
 import sys
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
+from gsdi.world import PALETTE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/training_args.py
-from training_args import min_snr_weight  # noqa: E402
-from gsdi.world import PALETTE
+from training_args import denoising_target  # noqa: E402
 
 SIZE = 32
 PERIOD = (3.0, 4.5)  # latent cells: the closer-framed world's stripes at factor 4
@@ -173,10 +172,7 @@ def train(name: str, args, abar: torch.Tensor, latents: Latents | None):
         t = torch.randint(0, abar.shape[0], (args.batch,), generator=g)
         noise = torch.randn(x0.shape, generator=g).to(args.device)
         a = abar[t].view(-1, 1, 1, 1).to(args.device)
-        weight = min_snr_weight(a, args.min_snr)
-        target = noise
-        if args.prediction == "v_prediction":  # v = sqrt(abar) eps - sqrt(1 - abar) x0; its MSE is eps's times (SNR + 1) / SNR
-            target, weight = a.sqrt() * noise - (1 - a).sqrt() * x0, weight * (a if args.min_snr else 1)
+        target, weight = denoising_target(x0, noise, a, args.prediction, args.min_snr)
         loss = (weight * (unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t.to(args.device)).sample - target) ** 2).mean() / weight.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -222,9 +218,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--prediction", default="epsilon", choices=["epsilon", "v_prediction"],
-                        help="what the UNet predicts (diffusers' prediction_type; with --min-snr the weight is min(SNR, GAMMA) / (SNR + 1) for v)")
+                        help="what the UNet predicts (diffusers' prediction_type)")
     parser.add_argument("--min-snr", type=float, default=None, metavar="GAMMA",
-                        help="weigh the epsilon loss by min(SNR, GAMMA) / SNR (Min-SNR; default: the plain objective)")
+                        help="weigh the epsilon loss by min(SNR, GAMMA) / SNR, v's by min(SNR, GAMMA) / (SNR + 1) (Min-SNR; default: the plain objective)")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--sample-steps", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
