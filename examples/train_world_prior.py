@@ -50,7 +50,8 @@ from gsdi.priors.stable_diffusion import SD21_BASE_SCHEDULER
 from gsdi.prompts import VIEW_WORDS
 from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, describe, render_pool
 from gsdi.world.shapes import PATTERNS
-from training_args import candidate_world_arguments, denoising_target, ema_step, training_start, use_candidate_world  # examples/training_args.py
+from training_args import (  # examples/training_args.py
+    candidate_world_arguments, decoder_latents, denoising_target, ema_step, training_start, use_candidate_world)
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
@@ -262,6 +263,8 @@ def train_unet(args, device: str, pool: dict) -> dict:
         for i in range(0, args.pool, 256):
             x = pool["images"][i:i + 256].float() / 127.5 - 1
             moments.append(vae.encode(x).latent_dist)
+            if args.fit_latents:  # the posterior's mean moved to what the decoder draws closest to the render
+                moments[-1].mean = decoder_latents(vae, x, args.fit_latents)
             cells.append(F.max_pool2d(F.max_pool2d(object_mask(x), SIZE // latent), 3, 1, 1).bool())
         mean = torch.cat([m.mean for m in moments]).half()
         std = torch.cat([m.std for m in moments]).half()
@@ -315,7 +318,7 @@ def train_unet(args, device: str, pool: dict) -> dict:
         shutil.copy(args.out / "tokenizer_files" / name, args.out / "pipeline" / "tokenizer" / name)
     return {"unet_steps": step, "unet_train_s": round(train_s, 1), "unet_batch": args.batch,
             "unet_lr": args.lr, "unet_pool": args.pool, "unet_init": str(args.init_pipeline), "offset_noise": args.offset_noise,
-            "unet_object_weight": args.unet_object_weight, "unet_min_snr": args.min_snr, "prediction_type": args.prediction, "object_cells": round(float(cells.float().mean()), 4), "unet_final_losses": losses[-5:],
+            "unet_object_weight": args.unet_object_weight, "unet_min_snr": args.min_snr, "unet_fit_latents": args.fit_latents, "prediction_type": args.prediction, "object_cells": round(float(cells.float().mean()), 4), "unet_final_losses": losses[-5:],
             "unet_parameters": sum(p.numel() for p in unet.parameters()),
             "text_parameters": sum(p.numel() for p in text_encoder.parameters()), "vocabulary": len(tokenizer)}
 
@@ -348,7 +351,9 @@ def samples(args, device: str) -> dict:
     category ten prompts, four plain and two of each pattern, the colours turning with the category.
     A sample counts as named when category, colour, pattern and (patterned) the pattern's colour are
     all the prompt's. The same reader also reads one world render of each prompt (a held-out instance
-    from a front camera of the training orbits): what a perfect prior would score with this reader."""
+    from a front camera of the training orbits): what a perfect prior would score with this reader; and
+    those renders through the pipeline's VAE (encoded to the posterior mean, decoded): what a perfect
+    UNet on this VAE would score."""
     from diffusers import StableDiffusionPipeline
 
     import gsdi.config as config  # the training orbits, --zoom's where given
@@ -362,7 +367,7 @@ def samples(args, device: str) -> dict:
     g = torch.Generator(device=device).manual_seed(123)
     world_g = torch.Generator().manual_seed(WORLD_SAMPLE_SEED)
     heads = ("category", "colour", "pattern", "pattern_colour", "named")
-    hits = [{source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in ("samples", "world")}
+    hits = [{source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in ("samples", "world", "round_trip")}
             for _ in readers]  # per reader
     rows = []
     for ci, cat in enumerate(CATS):
@@ -376,19 +381,24 @@ def samples(args, device: str) -> dict:
         cams = orbit_cameras(u(-45.0, 45.0), u(*config.ORBIT_ELEVATION), u(*config.ORBIT_RADIUS), u(*config.ORBIT_FOV), SIZE, SIZE)  # "front view"
         objects = [sample_object(c, col, WORLD_SAMPLE_SEED + 10 * ci + i, p, pc)[0] for i, (c, col, p, pc) in enumerate(asked)]
         world = render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
+        with torch.no_grad():  # [N, H, W, 3] in [0, 1] through the VAE and back
+            z = pipe.vae.encode(world.permute(0, 3, 1, 2).to(pipe.vae.dtype) * 2 - 1).latent_dist.mean
+            round_trip = (pipe.vae.decode(z).sample.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
         names = [recognise(reader, out.permute(0, 2, 3, 1)) for reader in readers]
         for reader, read, reader_hits in zip(readers, names, hits):
             count_named(reader_hits["samples"], asked, read)
             count_named(reader_hits["world"], asked, recognise(reader, world))
+            count_named(reader_hits["round_trip"], asked, recognise(reader, round_trip))
         print(json.dumps({"event": "samples", "category": cat, "recognised": names[0]}), flush=True)  # the card's reader
     for reader_hits in hits:
         for table in reader_hits.values():
             table["all"] = {k: sum(h[k] for h in table.values()) for k in (*heads, "samples")}
     write_png(args.out / "samples.png", image_grid(torch.cat(rows).permute(0, 2, 3, 1), 10))
     figures = {"samples_cfg": args.cfg, "samples_steps": args.sample_steps, "recognised": hits[0]["samples"],
-               "recognised_world_renders": hits[0]["world"]}
+               "recognised_world_renders": hits[0]["world"], "recognised_vae_round_trip": hits[0]["round_trip"]}
     if len(readers) > 1:  # the same samples and renders read by the other readers
-        figures["other_readers"] = {str(folder): {"recognised": h["samples"], "recognised_world_renders": h["world"]}
+        figures["other_readers"] = {str(folder): {"recognised": h["samples"], "recognised_world_renders": h["world"],
+                                                    "recognised_vae_round_trip": h["round_trip"]}
                                     for folder, h in zip(args.recogniser[1:], hits[1:])}
     return figures
 
@@ -429,6 +439,9 @@ def main() -> None:
     parser.add_argument("--prediction", default="epsilon", choices=["epsilon", "v_prediction"],
                         help="unet: what the UNet predicts (saved as the scheduler's prediction_type, which diffusers and gsdi "
                              "read; v_prediction as in SD 2.1 768)")
+    parser.add_argument("--fit-latents", type=int, default=0, metavar="K",
+                        help="unet: train on latents fitted through the frozen decoder (K Adam steps from the encoder's "
+                             "mean) instead of the encoder's mean: what the decoder can draw, past the encoder's limits")
     parser.add_argument("--min-snr", type=float, default=None, metavar="GAMMA",
                         help="unet: weigh the epsilon loss by min(SNR, GAMMA) / SNR, v's by min(SNR, GAMMA) / (SNR + 1) (Min-SNR, Hang et al. 2023: the nearly "
                              "clean steps weigh less; default: the plain objective)")

@@ -1,6 +1,7 @@
 """What the training scripts share: the command line of examples/train_recogniser.py and
 examples/train_critic.py, and the priors' start and optimiser step with its weight average
-(train_embedded_prior.py, train_world_prior.py)."""
+(train_embedded_prior.py, train_world_prior.py), their denoising objective, and latents fitted
+through a VAE's decoder (train_world_prior.py, research/vae_patterns.py)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,23 @@ def denoising_target(x0, noise, abar_t, prediction: str, gamma: float | None):
     if prediction == "v_prediction":
         return abar_t.sqrt() * noise - (1 - abar_t).sqrt() * x0, weight
     return noise, weight
+
+
+def decoder_latents(vae, x, steps: int, lr: float = 0.03):
+    """Latents [N, C, h, w] for images x [N, 3, H, W] in [-1, 1]: the encoder's posterior mean, then
+    `steps` Adam steps on the decoded squared error through the frozen decoder (what the decoder can
+    draw of x, without the encoder's limits)."""
+    import torch
+
+    assert x.ndim == 4 and x.shape[1] == 3, x.shape
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mean
+    z = z.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = (vae.decode(z).sample - x).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return z.detach()

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import torch
 
@@ -51,21 +53,11 @@ from gsdi.world.objects import PALETTE
 from gsdi.world.render import pad_objects, render_objects
 from gsdi.world.shapes import PATTERNS
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/training_args.py
+from training_args import decoder_latents  # noqa: E402
+
 CATEGORIES = ["car", "castle", "snowman", "house", "rocket", "table"]
 PERIODS = [objects.PERIOD, (0.22, 0.32), (0.30, 0.45)]  # world units; the first is the world's
-
-
-def fit(vae, x: torch.Tensor, steps: int) -> torch.Tensor:
-    """Latents for images x [N, 3, H, W] in [-1, 1]: the encoder's mean, then `steps` Adam steps on the decoded squared error."""
-    z = vae.encode(x).latent_dist.mean.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=0.03)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = (vae.decode(z).sample - x).square().mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return z.detach()
 
 
 def redraw(pipe, z: torch.Tensor, prompts: list[str], t: int, steps: int = 30, cfg: float = 7.5) -> torch.Tensor:
@@ -99,7 +91,7 @@ def kept(vae, period: tuple[float, float], pattern: str, n: int, fit_steps: int 
     cams = sample_orbits(n, 128, 128, torch.Generator().manual_seed(7), fov_range=zoomed_fov(ORBIT_FOV, zoom))
     rgb, alpha = render_objects(pad_objects(prims), cams)
     x = rgb.permute(0, 3, 1, 2) * 2 - 1
-    z = fit(vae, x, fit_steps) if fit_steps else vae.encode(x).latent_dist.mean
+    z = decoder_latents(vae, x, fit_steps) if fit_steps else vae.encode(x).latent_dist.mean
     if pipe is not None:
         z = redraw(pipe, z, [describe(category, "blue", None, pattern, "yellow") for category in categories], t, cfg=cfg)
     back = (vae.decode(z).sample.clamp(-1, 1) + 1) / 2
