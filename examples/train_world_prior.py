@@ -258,7 +258,7 @@ def train_unet(args, device: str, pool: dict) -> dict:
     scheduler = DDIMScheduler(**{**SD21_BASE_SCHEDULER, "prediction_type": args.prediction})  # saved with the pipeline
     abar = scheduler.alphas_cumprod.to(device)
 
-    moments, cells = [], []  # cells: [N, 1, latent, latent], the latent cells an object touches, and their neighbours
+    moments, cells, latents_start = [], [], time.perf_counter()  # cells: [N, 1, latent, latent], the latent cells an object touches, and their neighbours
     with torch.no_grad():  # the posterior of each render: a fresh latent sample every step gives the data thickness
         for i in range(0, args.pool, 256):
             x = pool["images"][i:i + 256].float() / 127.5 - 1
@@ -269,7 +269,7 @@ def train_unet(args, device: str, pool: dict) -> dict:
         mean = torch.cat([m.mean for m in moments]).half()
         std = torch.cat([m.std for m in moments]).half()
         cells = torch.cat(cells)
-    print(json.dumps({"event": "latents", "renders": args.pool,
+    print(json.dumps({"event": "latents", "renders": args.pool, "fit_latents": args.fit_latents, "seconds": round(time.perf_counter() - latents_start, 1),
                       "latent_std": round(float(mean.float().std()), 3), "posterior_std": round(float(std.float().mean()), 4)}), flush=True)
     sf = float(vae.config.scaling_factor)
     pattern_index = torch.where(pool["pattern"] > 0, 1 + (pool["pattern"] - 1) * len(COLOURS) + pool["pattern_colour"].clamp_min(0), 0)
