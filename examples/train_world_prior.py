@@ -121,6 +121,11 @@ def object_mask(x: torch.Tensor) -> torch.Tensor:
     return (x < 0.9).any(1, keepdim=True).float()
 
 
+def vae_round_trip(vae, x: torch.Tensor) -> torch.Tensor:
+    """Images x [N, 3, H, W] in [0, 1] encoded to the posterior mean and decoded, in the VAE's dtype -> [N, 3, H, W] in [0, 1]."""
+    return ((vae.decode(vae.encode(x.to(vae.dtype) * 2 - 1).latent_dist.mean).sample.float() + 1) / 2).clamp(0, 1)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per image, images in [0, 1]."""
     return -10 * torch.log10(((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10))
@@ -193,8 +198,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
         shipped.load_state_dict(vae.state_dict())
         dtype = torch.float16 if device == "cuda" else torch.float32  # what ships (fp16 convolutions crawl on a CPU)
         shipped.to(dtype)
-        rec = torch.cat([((shipped.decode(shipped.encode(x[i:i + 128].to(dtype) * 2 - 1).latent_dist.mean).sample.float() + 1) / 2)
-                         .clamp(0, 1) for i in range(0, x.shape[0], 128)])
+        rec = torch.cat([vae_round_trip(shipped, x[i:i + 128]) for i in range(0, x.shape[0], 128)])
         scores = psnr(rec, x)
         plain, patterned = held["pattern"] == 0, held["pattern"] > 0
         on_object = (x < 0.9).any(1, keepdim=True).float()
@@ -258,16 +262,17 @@ def train_unet(args, device: str, pool: dict) -> dict:
     scheduler = DDIMScheduler(**{**SD21_BASE_SCHEDULER, "prediction_type": args.prediction})  # saved with the pipeline
     abar = scheduler.alphas_cumprod.to(device)
 
-    moments, cells, latents_start = [], [], time.perf_counter()  # cells: [N, 1, latent, latent], the latent cells an object touches, and their neighbours
+    means, stds, cells, latents_start = [], [], [], time.perf_counter()  # cells: [N, 1, latent, latent], the latent cells an object touches, and their neighbours
     with torch.no_grad():  # the posterior of each render: a fresh latent sample every step gives the data thickness
         for i in range(0, args.pool, 256):
             x = pool["images"][i:i + 256].float() / 127.5 - 1
-            moments.append(vae.encode(x).latent_dist)
-            if args.fit_latents:  # the posterior's mean moved to what the decoder draws closest to the render
-                moments[-1].mean = decoder_latents(vae, x, args.fit_latents)
+            posterior = vae.encode(x).latent_dist
+            # --fit-latents: the posterior's mean moved to what the decoder draws closest to the render
+            means.append(decoder_latents(vae, x, args.fit_latents, start=posterior.mean) if args.fit_latents else posterior.mean)
+            stds.append(posterior.std)
             cells.append(F.max_pool2d(F.max_pool2d(object_mask(x), SIZE // latent), 3, 1, 1).bool())
-        mean = torch.cat([m.mean for m in moments]).half()
-        std = torch.cat([m.std for m in moments]).half()
+        mean = torch.cat(means).half()
+        std = torch.cat(stds).half()
         cells = torch.cat(cells)
     print(json.dumps({"event": "latents", "renders": args.pool, "fit_latents": args.fit_latents, "seconds": round(time.perf_counter() - latents_start, 1),
                       "latent_std": round(float(mean.float().std()), 3), "posterior_std": round(float(std.float().mean()), 4)}), flush=True)
@@ -381,9 +386,8 @@ def samples(args, device: str) -> dict:
         cams = orbit_cameras(u(-45.0, 45.0), u(*config.ORBIT_ELEVATION), u(*config.ORBIT_RADIUS), u(*config.ORBIT_FOV), SIZE, SIZE)  # "front view"
         objects = [sample_object(c, col, WORLD_SAMPLE_SEED + 10 * ci + i, p, pc)[0] for i, (c, col, p, pc) in enumerate(asked)]
         world = render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
-        with torch.no_grad():  # [N, H, W, 3] in [0, 1] through the VAE and back
-            z = pipe.vae.encode(world.permute(0, 3, 1, 2).to(pipe.vae.dtype) * 2 - 1).latent_dist.mean
-            round_trip = (pipe.vae.decode(z).sample.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+        with torch.no_grad():
+            round_trip = vae_round_trip(pipe.vae, world.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         names = [recognise(reader, out.permute(0, 2, 3, 1)) for reader in readers]
         for reader, read, reader_hits in zip(readers, names, hits):
             count_named(reader_hits["samples"], asked, read)

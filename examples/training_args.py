@@ -98,16 +98,17 @@ def denoising_target(x0, noise, abar_t, prediction: str, gamma: float | None):
     return noise, weight
 
 
-def decoder_latents(vae, x, steps: int, lr: float = 0.03):
-    """Latents [N, C, h, w] for images x [N, 3, H, W] in [-1, 1]: the encoder's posterior mean, then
-    `steps` Adam steps on the decoded squared error through the frozen decoder (what the decoder can
-    draw of x, without the encoder's limits)."""
+def decoder_latents(vae, x, steps: int, lr: float = 0.03, start=None):
+    """Latents [N, C, h, w] for images x [N, 3, H, W] in [-1, 1]: the encoder's posterior mean (or
+    `start`, where the caller has it), then `steps` Adam steps on the decoded squared error through
+    the frozen decoder (what the decoder can draw of x, without the encoder's limits)."""
     import torch
 
     assert x.ndim == 4 and x.shape[1] == 3, x.shape
-    with torch.no_grad():
-        z = vae.encode(x).latent_dist.mean
-    z = z.clone().requires_grad_(True)
+    if start is None:
+        with torch.no_grad():
+            start = vae.encode(x).latent_dist.mean
+    z = start.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     with torch.enable_grad():
         for _ in range(steps):

@@ -83,16 +83,15 @@ def test_generate_with_the_world_prior_and_the_stable_diffusion_recipe(tmp_path)
     assert (out / "scene.ply").is_file() and (out / "preview.png").is_file()
 
 
-def test_latents_fitted_through_the_decoder_draw_a_render_closer_than_the_encoders(pipeline):
+def test_latents_fitted_through_the_decoder_draw_a_render_closer_than_the_encoders(pipeline, monkeypatch):
     """train_world_prior.py --fit-latents: K Adam steps from the encoder's mean through the frozen
     decoder bring the decoded image nearer a world render; with no steps they are the encoder's mean."""
-    import sys
     from pathlib import Path
 
     from gsdi.cameras import sample_orbits
     from gsdi.world import pad_objects, render_objects, sample_object
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples"))
     from training_args import decoder_latents
 
     objects = [sample_object("house", "white", 5, "checks", "red")[0]]
