@@ -35,6 +35,7 @@ gsdi/priors/world (its MODEL_CARD.md has the figures and commands).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shlex
 import shutil
@@ -358,7 +359,8 @@ def samples(args, device: str) -> dict:
     all the prompt's. The same reader also reads one world render of each prompt (a held-out instance
     from a front camera of the training orbits): what a perfect prior would score with this reader; and
     those renders through the pipeline's VAE (encoded to the posterior mean, decoded): what a perfect
-    UNet on this VAE would score."""
+    UNet on this VAE would score; with --fit-latents K, also through its decoder alone (latents fitted
+    K steps, decoder_latents): what a perfect UNet on latents fitted so (`unet --fit-latents`) would."""
     from diffusers import StableDiffusionPipeline
 
     import gsdi.config as config  # the training orbits, --zoom's where given
@@ -372,8 +374,10 @@ def samples(args, device: str) -> dict:
     g = torch.Generator(device=device).manual_seed(123)
     world_g = torch.Generator().manual_seed(WORLD_SAMPLE_SEED)
     heads = ("category", "colour", "pattern", "pattern_colour", "named")
-    hits = [{source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in ("samples", "world", "round_trip")}
+    sources = ("samples", "world", "round_trip", *(("decoder_fit",) if args.fit_latents else ()))
+    hits = [{source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in sources}
             for _ in readers]  # per reader
+    vae32 = copy.deepcopy(pipe.vae).float() if args.fit_latents else None  # the fit's Adam steps in fp32
     rows = []
     for ci, cat in enumerate(CATS):
         asked = [(cat, COLOURS[(ci + i) % 10], None, None) for i in range(4)]
@@ -388,23 +392,35 @@ def samples(args, device: str) -> dict:
         world = render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
         with torch.no_grad():
             round_trip = vae_round_trip(pipe.vae, world.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        read_as = {"world": world, "round_trip": round_trip}
+        if args.fit_latents:
+            z = decoder_latents(vae32, world.permute(0, 3, 1, 2) * 2 - 1, args.fit_latents)
+            with torch.no_grad():
+                read_as["decoder_fit"] = ((vae32.decode(z).sample + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
         names = [recognise(reader, out.permute(0, 2, 3, 1)) for reader in readers]
         for reader, read, reader_hits in zip(readers, names, hits):
             count_named(reader_hits["samples"], asked, read)
-            count_named(reader_hits["world"], asked, recognise(reader, world))
-            count_named(reader_hits["round_trip"], asked, recognise(reader, round_trip))
+            for source, images in read_as.items():
+                count_named(reader_hits[source], asked, recognise(reader, images))
         print(json.dumps({"event": "samples", "category": cat, "recognised": names[0]}), flush=True)  # the card's reader
     for reader_hits in hits:
         for table in reader_hits.values():
             table["all"] = {k: sum(h[k] for h in table.values()) for k in (*heads, "samples")}
     write_png(args.out / "samples.png", image_grid(torch.cat(rows).permute(0, 2, 3, 1), 10))
     figures = {"samples_cfg": args.cfg, "samples_steps": args.sample_steps, "recognised": hits[0]["samples"],
-               "recognised_world_renders": hits[0]["world"], "recognised_vae_round_trip": hits[0]["round_trip"]}
+               **reading_columns(hits[0])}
+    if args.fit_latents:
+        figures["samples_fit_latents"] = args.fit_latents
     if len(readers) > 1:  # the same samples and renders read by the other readers
-        figures["other_readers"] = {str(folder): {"recognised": h["samples"], "recognised_world_renders": h["world"],
-                                                    "recognised_vae_round_trip": h["round_trip"]}
+        figures["other_readers"] = {str(folder): {"recognised": h["samples"], **reading_columns(h)}
                                     for folder, h in zip(args.recogniser[1:], hits[1:])}
     return figures
+
+
+def reading_columns(hits: dict) -> dict:
+    """One reader's readings of the world renders (as rendered, through the VAE, through its decoder alone) under the card's names."""
+    names = {"world": "recognised_world_renders", "round_trip": "recognised_vae_round_trip", "decoder_fit": "recognised_decoder_fit"}
+    return {names[source]: table for source, table in hits.items() if source in names}
 
 
 def count_named(hits: dict, asked: list[tuple], read: dict) -> None:
@@ -445,7 +461,8 @@ def main() -> None:
                              "read; v_prediction as in SD 2.1 768)")
     parser.add_argument("--fit-latents", type=int, default=0, metavar="K",
                         help="unet: train on latents fitted through the frozen decoder (K Adam steps from the encoder's "
-                             "mean) instead of the encoder's mean: what the decoder can draw, past the encoder's limits")
+                             "mean) instead of the encoder's mean: what the decoder can draw, past the encoder's limits; "
+                             "samples: also read the world renders through the decoder with latents fitted so")
     parser.add_argument("--min-snr", type=float, default=None, metavar="GAMMA",
                         help="unet: weigh the epsilon loss by min(SNR, GAMMA) / SNR, v's by min(SNR, GAMMA) / (SNR + 1) (Min-SNR, Hang et al. 2023: the nearly "
                              "clean steps weigh less; default: the plain objective)")
