@@ -23,10 +23,13 @@ sample a step) and its samples decoded: whether the VAE's code of a stripe is wh
 draw. The data row is then the VAE's round trip, and the readings are of the decoded images' blue
 to yellow axis. --vae pca puts a linear code of the same shape in the VAE's place (each 4x4 patch's
 top four principal components, each of unit std): a latent with no nonlinearity in it; --vae
-pca-natural keeps the components' own proportions (the coarse one carries most of the power).
+pca-natural keeps the components' own proportions (the coarse one carries most of the power);
+--factor 2 makes the linear code of 2x2 patches (a 64x64 grid, the stripes' periods twice as many
+cells): a latent at factor 2, judged before any VAE is trained for it.
 
     python examples/research/stripe_toy.py --steps 2000 --batch 16 --widths 16 32 32 --picture stripe_toy.png
     python examples/research/stripe_toy.py --layouts shipped --vae gsdi/priors/world/vae --picture stripe_toy_latent.png
+    python examples/research/stripe_toy.py --layouts shipped --vae pca --factor 2 --steps 2000 --batch 16 --widths 16 32 32
 """
 
 from __future__ import annotations
@@ -100,14 +103,17 @@ class Latents:
 
     BLUE, YELLOW = torch.tensor(PALETTE["blue"]), torch.tensor(PALETTE["yellow"])
 
-    def __init__(self, folder: str, pool: int, g: torch.Generator, device: str = "cpu"):
+    def __init__(self, folder: str, pool: int, g: torch.Generator, device: str = "cpu", factor: int = 4):
         from diffusers import AutoencoderKL
 
         self.device = device
         self.vae = None if folder.startswith("pca") else AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
-        self.scale, self.channels = (4, 4) if self.vae is None else (2 ** (len(self.vae.config.block_out_channels) - 1), self.vae.config.latent_channels)
-        if self.vae is None:  # principal components of the painted stripes' patches: [48] mean, [48, 4] basis
-            patches = F.unfold(self.paint(stripes(256, g, 2, self.scale)).cpu(), self.scale, stride=self.scale).permute(0, 2, 1).reshape(-1, 48)
+        self.scale, self.channels = (factor, 4) if self.vae is None else (2 ** (len(self.vae.config.block_out_channels) - 1), self.vae.config.latent_channels)
+        self.painted = 4 if self.vae is None else self.scale  # the stripes are painted at SIZE * painted px (128 for the world's VAEs)
+        self.side = SIZE * self.painted // self.scale  # the code's grid: SIZE at factor 4
+        if self.vae is None:  # principal components of the painted stripes' patches: [3 f f] mean, [3 f f, 4] basis
+            patches = F.unfold(self.paint(stripes(256, g, 2, self.painted)).cpu(), self.scale, stride=self.scale).permute(0, 2, 1)
+            patches = patches.reshape(-1, patches.shape[-1])
             self.patch_mean = patches.mean(0)
             _, sv, v = torch.linalg.svd(patches - self.patch_mean, full_matrices=False)
             std = sv[:self.channels] / (patches.shape[0] - 1) ** 0.5  # each component's std
@@ -115,11 +121,11 @@ class Latents:
             self.patch_mean, self.basis = self.patch_mean.to(device), basis.to(device)
         self.sf = 1.0 if self.vae is None else float(self.vae.config.scaling_factor)
         with torch.no_grad():
-            posteriors = [self.encode(self.paint(stripes(64, g, 2, self.scale))) for _ in range(pool // 64)]
+            posteriors = [self.encode(self.paint(stripes(64, g, 2, self.painted))) for _ in range(pool // 64)]
         self.mean = torch.cat([m for m, _ in posteriors])
         self.std = torch.cat([sd for _, sd in posteriors])
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # [n, 3, H, W] -> posterior mean, std [n, C, SIZE, SIZE] (unscaled)
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # [n, 3, H, W] -> posterior mean, std [n, C, side, side] (unscaled)
         if self.vae is not None:
             q = self.vae.encode(x).latent_dist
             return q.mean, q.std
@@ -138,7 +144,7 @@ class Latents:
         return (self.mean[i] + self.std[i] * torch.randn(self.mean[i].shape, generator=g).to(self.device)) * self.sf
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:  # [n, C, SIZE, SIZE] -> [n, 1, H, W] on the CPU, blue -1 .. yellow +1
+    def decode(self, z: torch.Tensor) -> torch.Tensor:  # [n, C, side, side] -> [n, 1, H, W] on the CPU, blue -1 .. yellow +1
         z = z.to(self.device)
         if self.vae is not None:
             rgb = self.vae.decode(z / self.sf).sample * 0.5 + 0.5
@@ -151,17 +157,17 @@ class Latents:
         return (w * 2 - 1).clamp(-1, 1)
 
 
-def build(layout: dict, widths: tuple[int, ...], channels: int = 1):
+def build(layout: dict, widths: tuple[int, ...], channels: int = 1, side: int = SIZE):
     from diffusers import UNet2DModel
 
-    return UNet2DModel(sample_size=SIZE, in_channels=channels, out_channels=channels, block_out_channels=widths,
+    return UNet2DModel(sample_size=side, in_channels=channels, out_channels=channels, block_out_channels=widths,
                        layers_per_block=layout.get("layers_per_block", 1), down_block_types=layout["down"],
                        up_block_types=layout["up"], attention_head_dim=8, norm_num_groups=8)
 
 
 def train(name: str, args, abar: torch.Tensor, latents: Latents | None):
     torch.manual_seed(args.seed)
-    unet = build(LAYOUTS[name], tuple(args.widths), latents.channels if latents else 1).to(args.device).train()
+    unet = build(LAYOUTS[name], tuple(args.widths), latents.channels if latents else 1, latents.side if latents else SIZE).to(args.device).train()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(args.seed)  # the same batches, times and noise for every layout
     start, losses = time.perf_counter(), []
@@ -188,12 +194,13 @@ def train(name: str, args, abar: torch.Tensor, latents: Latents | None):
 
 @torch.no_grad()
 def sample(unet, n: int, steps: int, seed: int, prediction: str = "epsilon") -> torch.Tensor:
-    """[n, C, SIZE, SIZE] DDIM samples (eta 0) from noise seeded by `seed`."""
+    """[n, C, side, side] DDIM samples (eta 0) from noise seeded by `seed` (side: the UNet's sample_size)."""
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler(**{**SD21_BASE_SCHEDULER, "prediction_type": prediction})
     scheduler.set_timesteps(steps)
-    x = torch.randn(n, unet.config.in_channels, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)).to(unet.device)
+    side = unet.config.sample_size
+    x = torch.randn(n, unet.config.in_channels, side, side, generator=torch.Generator().manual_seed(seed)).to(unet.device)
     for t in scheduler.timesteps:
         x = scheduler.step(unet(x, t).sample, t, x).prev_sample
     return x.cpu()
@@ -228,6 +235,9 @@ def main() -> None:
                                                      "pca: on a linear code of them (each 4x4 patch's top four principal components); "
                                                      "pca-natural: the same in their own proportions")
     parser.add_argument("--pool", type=int, default=4096, help="--vae: stripe images encoded")
+    parser.add_argument("--factor", type=int, default=4, choices=[2, 4],
+                        help="--vae pca: the code's patch side in px of the 128-px painting (2: a 64x64 grid of 2x2 patches, the "
+                             "periods twice as many cells; the UNet's layout the same)")
     parser.add_argument("--period", type=float, nargs=2, default=list(PERIOD), metavar=("LO", "HI"),
                         help="the stripes' period range in cells of SIZE (the closer-framed world's: 3 4.5; "
                              "objects framed k times larger: k times both)")
@@ -237,12 +247,13 @@ def main() -> None:
     PERIOD = tuple(args.period)  # stripes() and band() read it
 
     abar = DDIMScheduler(**SD21_BASE_SCHEDULER).alphas_cumprod
-    latents = Latents(args.vae, args.pool, torch.Generator().manual_seed(20_000), args.device) if args.vae else None
+    assert args.factor == 4 or (args.vae or "").startswith("pca"), "--factor sets a linear code's patch (a VAE has its own)"
+    latents = Latents(args.vae, args.pool, torch.Generator().manual_seed(20_000), args.device, args.factor) if args.vae else None
     data_g, noise_g = torch.Generator().manual_seed(10_000), torch.Generator().manual_seed(1)
     if latents:  # what the code gives back of the data, and what a noise latent decodes to
         with torch.no_grad():
-            data = latents.decode(latents.encode(latents.paint(stripes(args.samples, data_g, 2, latents.scale)))[0] * latents.sf)
-        noise = latents.decode(torch.randn(args.samples, latents.channels, SIZE, SIZE, generator=noise_g))
+            data = latents.decode(latents.encode(latents.paint(stripes(args.samples, data_g, 2, latents.painted)))[0] * latents.sf)
+        noise = latents.decode(torch.randn(args.samples, latents.channels, latents.side, latents.side, generator=noise_g))
     else:
         data, noise = stripes(args.samples, data_g), torch.randn(args.samples, 1, SIZE, SIZE, generator=noise_g)
     rows = {"data": data, "noise": noise.clamp(-1, 1)}
@@ -252,7 +263,7 @@ def main() -> None:
         unet, figures = train(name, args, abar, latents)
         x = sample(unet, args.samples, args.sample_steps, seed=args.seed + 1, prediction=args.prediction)
         rows[name] = latents.decode(x) if latents else x.clamp(-1, 1)
-        print(json.dumps({"source": name, "steps": args.steps, "batch": args.batch, "vae": args.vae, "min_snr": args.min_snr, "prediction": args.prediction, "period": PERIOD, **figures, **read(rows[name])}), flush=True)
+        print(json.dumps({"source": name, "steps": args.steps, "batch": args.batch, "vae": args.vae, "factor": latents.scale if latents else None, "min_snr": args.min_snr, "prediction": args.prediction, "period": PERIOD, **figures, **read(rows[name])}), flush=True)
     if args.picture:
         from gsdi.media import image_grid, write_png
 
