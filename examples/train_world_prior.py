@@ -122,9 +122,14 @@ def object_mask(x: torch.Tensor) -> torch.Tensor:
     return (x < 0.9).any(1, keepdim=True).float()
 
 
+def decoded(vae, z: torch.Tensor) -> torch.Tensor:
+    """Latents z [N, C, h, w] (unscaled) decoded -> images [N, 3, H, W] in [0, 1], float32."""
+    return ((vae.decode(z).sample.float() + 1) / 2).clamp(0, 1)
+
+
 def vae_round_trip(vae, x: torch.Tensor) -> torch.Tensor:
     """Images x [N, 3, H, W] in [0, 1] encoded to the posterior mean and decoded, in the VAE's dtype -> [N, 3, H, W] in [0, 1]."""
-    return ((vae.decode(vae.encode(x.to(vae.dtype) * 2 - 1).latent_dist.mean).sample.float() + 1) / 2).clamp(0, 1)
+    return decoded(vae, vae.encode(x.to(vae.dtype) * 2 - 1).latent_dist.mean)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -396,7 +401,7 @@ def samples(args, device: str) -> dict:
         if args.fit_latents:
             z = decoder_latents(vae32, world.permute(0, 3, 1, 2) * 2 - 1, args.fit_latents)
             with torch.no_grad():
-                read_as["decoder_fit"] = ((vae32.decode(z).sample + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
+                read_as["decoder_fit"] = decoded(vae32, z).permute(0, 2, 3, 1)
         names = [recognise(reader, out.permute(0, 2, 3, 1)) for reader in readers]
         for reader, read, reader_hits in zip(readers, names, hits):
             count_named(reader_hits["samples"], asked, read)
