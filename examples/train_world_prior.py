@@ -5,6 +5,8 @@
     python examples/train_world_prior.py samples --out runs/world             # DDIM samples by diffusers itself
     python examples/train_world_prior.py vae --out runs/dec --init-vae gsdi/priors/world/vae --vae-decoder-only  # the decoder alone
     python examples/train_world_prior.py vae --out runs/enc --init-vae gsdi/priors/world/vae --vae-encoder-only  # the encoder alone
+    python examples/train_world_prior.py vae --out runs/wide --vae-widths 64 128 128  # a new VAE of other widths
+    python examples/train_world_prior.py readings --out runs/read --vae runs/wide/vae gsdi/priors/world/vae  # samples' renders through each
 
 The result, runs/world/pipeline, is a diffusers StableDiffusionPipeline folder (model_index.json;
 vae/ AutoencoderKL, text_encoder/ CLIPTextModel, tokenizer/ CLIPTokenizer, unet/
@@ -97,10 +99,16 @@ def build_tokenizer(folder: Path):
     return tokenizer
 
 
-def build_vae(latent_channels: int = VAE["latent_channels"]):
+def build_vae(latent_channels: int = VAE["latent_channels"], widths: list[int] | None = None, layers: int | None = None):
+    """A new AutoencoderKL: VAE's architecture, its latent channels, block widths and layers a block
+    where given (three blocks, so the latent factor stays 4)."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(in_channels=3, out_channels=3, sample_size=SIZE, norm_num_groups=32, **(VAE | {"latent_channels": latent_channels}))
+    widths = list(widths or VAE["block_out_channels"])
+    assert len(widths) == len(VAE["block_out_channels"]) and all(w % 32 == 0 for w in widths), widths  # factor 4; GroupNorm(32)
+    return AutoencoderKL(in_channels=3, out_channels=3, sample_size=SIZE, norm_num_groups=32,
+                         **(VAE | {"latent_channels": latent_channels, "block_out_channels": widths,
+                                   "layers_per_block": layers or VAE["layers_per_block"]}))
 
 
 def edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,11 +151,11 @@ def train_vae(args, device: str, pool: dict) -> dict:
         from diffusers import AutoencoderKL
 
         init = AutoencoderKL.from_pretrained(str(args.init_vae), torch_dtype=torch.float32)
-        vae = build_vae(init.config.latent_channels)
+        vae = build_vae(init.config.latent_channels, init.config.block_out_channels, init.config.layers_per_block)
         vae.load_state_dict(init.state_dict())
         vae.register_to_config(scaling_factor=init.config.scaling_factor)  # kept by --vae-decoder-only / --vae-encoder-only
     else:
-        vae = build_vae(args.latent_channels)
+        vae = build_vae(args.latent_channels, args.vae_widths, args.vae_layers)
     vae = vae.to(device).train()
     if args.vae_decoder_only:  # the encoder, so the latents a UNet was trained on, stays as it is
         assert args.init_vae, "--vae-decoder-only goes on from --init-vae"
@@ -200,8 +208,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
                            for i in range(0, min(2048, args.pool), 256)])
             vae.register_to_config(scaling_factor=round(1.0 / float(z.std()), 5))
         x = held["images"].float() / 255
-        shipped = build_vae(vae.config.latent_channels).to(device).eval()
-        shipped.load_state_dict(vae.state_dict())
+        shipped = copy.deepcopy(vae)
         dtype = torch.float16 if device == "cuda" else torch.float32  # what ships (fp16 convolutions crawl on a CPU)
         shipped.to(dtype)
         rec = torch.cat([vae_round_trip(shipped, x[i:i + 128]) for i in range(0, x.shape[0], 128)])
@@ -216,7 +223,8 @@ def train_vae(args, device: str, pool: dict) -> dict:
     return {"vae_steps": step, "vae_train_s": round(train_s, 1), "vae_batch": args.vae_batch, "vae_init": str(args.init_vae),
             "object_weight": OBJECT_WEIGHT, "vae_roundtrip_colour_error_object": colour_error,
             "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_spectral": args.vae_spectral, "vae_scale_equivariance": args.vae_scale_equivariance, "latent_channels": vae.config.latent_channels, "vae_decoder_only": args.vae_decoder_only, "vae_encoder_only": args.vae_encoder_only, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
-            "scaling_factor": vae.config.scaling_factor, "vae_parameters": sum(p.numel() for p in vae.parameters()),
+            "scaling_factor": vae.config.scaling_factor, "vae_widths": list(vae.config.block_out_channels),
+            "vae_layers": vae.config.layers_per_block, "vae_parameters": sum(p.numel() for p in vae.parameters()),
             "vae_psnr_held_out": round(float(scores.mean()), 2), "vae_psnr_plain": round(float(scores[plain].mean()), 2),
             "vae_psnr_patterned": round(float(scores[patterned].mean()), 2), "vae_psnr_worst": round(float(scores.min()), 2)}
 
@@ -368,33 +376,23 @@ def samples(args, device: str) -> dict:
     K steps, decoder_latents): what a perfect UNet on latents fitted so (`unet --fit-latents`) would."""
     from diffusers import StableDiffusionPipeline
 
-    import gsdi.config as config  # the training orbits, --zoom's where given
-    from gsdi.cameras import orbit_cameras
     from gsdi.eval.recogniser import load_recogniser, recognise
-    from gsdi.world import pad_objects, render_objects, sample_object
 
     pipe = StableDiffusionPipeline.from_pretrained(str(args.pipeline or args.out / "pipeline"), dtype=torch.float16 if device == "cuda" else torch.float32)
     pipe.to(device).set_progress_bar_config(disable=True)
     readers = [load_recogniser(device, patterns=True, folder=folder) for folder in args.recogniser or [None]]
     g = torch.Generator(device=device).manual_seed(123)
-    world_g = torch.Generator().manual_seed(WORLD_SAMPLE_SEED)
     heads = ("category", "colour", "pattern", "pattern_colour", "named")
     sources = ("samples", "world", "round_trip", *(("decoder_fit",) if args.fit_latents else ()))
     hits = [{source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in sources}
             for _ in readers]  # per reader
     vae32 = copy.deepcopy(pipe.vae).float() if args.fit_latents else None  # the fit's Adam steps in fp32
     rows = []
-    for ci, cat in enumerate(CATS):
-        asked = [(cat, COLOURS[(ci + i) % 10], None, None) for i in range(4)]
-        asked += [(cat, COLOURS[(ci + i) % 10], PATTERNS[(i - 4) % 3], COLOURS[(ci + i + 3 + (i - 4) // 3) % 10]) for i in range(4, 10)]
+    for cat, asked, world in front_views(device):
         prompts = [describe(c, col, "front", p, pc) for c, col, p, pc in asked]
         out = pipe(prompts, height=SIZE, width=SIZE, num_inference_steps=args.sample_steps, guidance_scale=args.cfg,
                    generator=g, output_type="pt").images.float()
         rows.append(out.cpu())
-        u = lambda lo, hi: lo + (hi - lo) * torch.rand(len(asked), generator=world_g)  # noqa: E731
-        cams = orbit_cameras(u(-45.0, 45.0), u(*config.ORBIT_ELEVATION), u(*config.ORBIT_RADIUS), u(*config.ORBIT_FOV), SIZE, SIZE)  # "front view"
-        objects = [sample_object(c, col, WORLD_SAMPLE_SEED + 10 * ci + i, p, pc)[0] for i, (c, col, p, pc) in enumerate(asked)]
-        world = render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
         with torch.no_grad():
             round_trip = vae_round_trip(pipe.vae, world.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         read_as = {"world": world, "round_trip": round_trip}
@@ -422,6 +420,55 @@ def samples(args, device: str) -> dict:
     return figures
 
 
+def front_views(device: str):
+    """The hundred prompts the samples table asks, per category ten (four plain, two of each pattern, the
+    colours turning with the category), with one world render of each (a held-out instance, seeds from
+    WORLD_SAMPLE_SEED, from a front camera of the training orbits, --zoom's where given): yields
+    (category, asked [(category, colour, pattern, pattern colour)] * 10, renders [10, SIZE, SIZE, 3] in [0, 1])."""
+    import gsdi.config as config  # the training orbits, --zoom's where given
+    from gsdi.cameras import orbit_cameras
+    from gsdi.world import pad_objects, render_objects, sample_object
+
+    world_g = torch.Generator().manual_seed(WORLD_SAMPLE_SEED)
+    for ci, cat in enumerate(CATS):
+        asked = [(cat, COLOURS[(ci + i) % 10], None, None) for i in range(4)]
+        asked += [(cat, COLOURS[(ci + i) % 10], PATTERNS[(i - 4) % 3], COLOURS[(ci + i + 3 + (i - 4) // 3) % 10]) for i in range(4, 10)]
+        u = lambda lo, hi: lo + (hi - lo) * torch.rand(len(asked), generator=world_g)  # noqa: E731
+        cams = orbit_cameras(u(-45.0, 45.0), u(*config.ORBIT_ELEVATION), u(*config.ORBIT_RADIUS), u(*config.ORBIT_FOV), SIZE, SIZE)  # "front view"
+        objects = [sample_object(c, col, WORLD_SAMPLE_SEED + 10 * ci + i, p, pc)[0] for i, (c, col, p, pc) in enumerate(asked)]
+        yield cat, asked, render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
+
+
+def vae_readings(args, device: str) -> dict:
+    """The samples table's hundred world renders read as rendered and through each VAE of --vae
+    (encoded to the posterior mean, decoded in its saved dtype on a GPU, fp32 on a CPU): what a perfect
+    UNet on each VAE would score, without sampling a UNet; read by the first --recogniser."""
+    from diffusers import AutoencoderKL
+
+    from gsdi.eval.recogniser import load_recogniser, recognise
+
+    assert args.vae, "readings reads the VAE folders of --vae"
+    reader = load_recogniser(device, patterns=True, folder=(args.recogniser or [None])[0])
+    vaes = {str(f): AutoencoderKL.from_pretrained(str(f), torch_dtype=torch.float16 if device == "cuda" else torch.float32).to(device).eval()
+            for f in args.vae}
+    heads = ("category", "colour", "pattern", "pattern_colour", "named")
+    hits = {source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in ("world", *vaes)}
+    pictures = []
+    for cat, asked, world in front_views(device):
+        read_as = {"world": world}
+        with torch.no_grad():
+            for name, vae in vaes.items():
+                read_as[name] = vae_round_trip(vae, world.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).float()
+        for source, images in read_as.items():
+            count_named(hits[source], asked, recognise(reader, images))
+        pictures.append(torch.stack(list(read_as.values()), 1).flatten(0, 1).cpu())  # per render: as rendered, then each VAE's
+    for table in hits.values():
+        table["all"] = {k: sum(h[k] for h in table.values()) for k in (*heads, "samples")}
+    write_png(args.out / "readings.png", image_grid(torch.cat(pictures), 10 * len(read_as) // 2))
+    return {"readings_recogniser": str((args.recogniser or [None])[0]), "recognised_world_renders": hits["world"],
+            "recognised_vae_round_trips": {name: hits[name] for name in vaes}}
+
+
 def reading_columns(hits: dict) -> dict:
     """One reader's readings of the world renders (as rendered, through the VAE, through its decoder alone) under the card's names."""
     names = {"world": "recognised_world_renders", "round_trip": "recognised_vae_round_trip", "decoder_fit": "recognised_decoder_fit"}
@@ -443,7 +490,8 @@ def count_named(hits: dict, asked: list[tuple], read: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["vae", "unet", "all", "samples"], help="all: vae, then unet on the same renders")
+    parser.add_argument("stage", choices=["vae", "unet", "all", "samples", "readings"],
+                        help="all: vae, then unet on the same renders; readings: the samples' world renders through the VAEs of --vae")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pool", type=int, default=16_000, help="training renders")
     parser.add_argument("--batch", type=int, default=256, help="UNet batch")
@@ -475,6 +523,10 @@ def main() -> None:
                         help="unet: the latent cells an object touches weigh this many times the white ground's in the epsilon loss "
                              "(1: the plain objective; the object covers a few %% of a view, its pattern less)")
     parser.add_argument("--latent-channels", type=int, default=VAE["latent_channels"], help="vae: the latent's channels (a new VAE; the UNet follows its VAE)")
+    parser.add_argument("--vae-widths", type=int, nargs=3, default=None, metavar="W",
+                        help=f"vae: a new VAE's three block widths (default {VAE['block_out_channels']}; the encoder's cost on a "
+                             "CPU grows with them: the world MODEL_CARD's Size)")
+    parser.add_argument("--vae-layers", type=int, default=None, help=f"vae: a new VAE's layers a block (default {VAE['layers_per_block']})")
     parser.add_argument("--vae-spectral", type=float, default=0.0, help="vae: weight of the patch amplitude-spectrum L1 (0: off)")
     parser.add_argument("--vae-scale-equivariance", type=float, default=0.0,
                         help="vae: weight of the L1 between the latent average-pooled 2x, decoded, and the render pooled 2x "
@@ -487,6 +539,7 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=7.5, help="samples: CFG scale")
     parser.add_argument("--sample-steps", type=int, default=50, help="samples: DDIM steps")
     parser.add_argument("--pipeline", type=Path, default=None, help="samples: the pipeline folder (default: OUT/pipeline)")
+    parser.add_argument("--vae", type=Path, nargs="+", default=None, help="readings: VAE folders whose round trips are read")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recogniser", type=Path, nargs="+", default=None,
                         help="samples: folders with pattern_recogniser.safetensors to read them (default: the shipped one); "
@@ -498,6 +551,8 @@ def main() -> None:
     figures = {}
     if args.stage == "samples":
         figures.update(samples(args, device))
+    elif args.stage == "readings":
+        figures.update(vae_readings(args, device))
     else:
         begin = time.perf_counter()
         pool = render_pool(args.pool, args.seed, SIZE, device, batch=RENDER_BATCH, patterned=0.5)

@@ -102,3 +102,22 @@ def test_latents_fitted_through_the_decoder_draw_a_render_closer_than_the_encode
         assert torch.equal(decoder_latents(vae, x, 0), vae.encode(x).latent_dist.mean)
         error = [(vae.decode(decoder_latents(vae, x, k)).sample - x).square().mean().item() for k in (0, 20)]
     assert error[1] < 0.9 * error[0], error
+
+
+def test_a_world_vae_of_other_widths_keeps_the_latent_factor(monkeypatch):
+    """train_world_prior.py --vae-widths / --vae-layers: a wider VAE still codes a 128-px render as
+    4x32x32 latents (the UNet's shape) and saves the widths diffusers rebuilds it from; a fourth block
+    (factor 8) is refused."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples"))
+    from train_world_prior import build_vae
+
+    vae = build_vae(widths=[64, 128, 128], layers=2)
+    assert list(vae.config.block_out_channels) == [64, 128, 128] and vae.config.layers_per_block == 2
+    assert len(vae.encoder.down_blocks[0].resnets) == 2
+    with torch.no_grad():
+        z = vae.encode(torch.zeros(1, 3, 128, 128)).latent_dist.mean
+    assert z.shape == (1, 4, 32, 32)
+    with pytest.raises(AssertionError):
+        build_vae(widths=[32, 64, 64, 64])
