@@ -62,6 +62,7 @@ RENDER_BATCH = 768  # objects built a round of render_pool (the tracer goes MAX_
 OBJECT_WEIGHT = 5.0
 SPECTRAL_PATCH = 16  # --vae-spectral's patch: three to five periods of the world's patterns at 128 px
 WORLD_SAMPLE_SEED = 60_000  # samples: the world instances read beside them (no training pool uses these seeds)
+HEADS = ("category", "colour", "pattern", "pattern_colour", "named")  # what the samples table counts right; named: all of them
 MAX_TOKENS = 16  # the text encoder's length: the longest prompt is 11 tokens with start and end
 VAE = {"block_out_channels": [32, 64, 64], "layers_per_block": 1, "latent_channels": 4,
        "down_block_types": ["DownEncoderBlock2D"] * 3, "up_block_types": ["UpDecoderBlock2D"] * 3}
@@ -382,10 +383,8 @@ def samples(args, device: str) -> dict:
     pipe.to(device).set_progress_bar_config(disable=True)
     readers = [load_recogniser(device, patterns=True, folder=folder) for folder in args.recogniser or [None]]
     g = torch.Generator(device=device).manual_seed(123)
-    heads = ("category", "colour", "pattern", "pattern_colour", "named")
     sources = ("samples", "world", "round_trip", *(("decoder_fit",) if args.fit_latents else ()))
-    hits = [{source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in sources}
-            for _ in readers]  # per reader
+    hits = [{source: no_hits() for source in sources} for _ in readers]  # per reader
     vae32 = copy.deepcopy(pipe.vae).float() if args.fit_latents else None  # the fit's Adam steps in fp32
     rows = []
     for cat, asked, world in front_views(device):
@@ -408,7 +407,7 @@ def samples(args, device: str) -> dict:
         print(json.dumps({"event": "samples", "category": cat, "recognised": names[0]}), flush=True)  # the card's reader
     for reader_hits in hits:
         for table in reader_hits.values():
-            table["all"] = {k: sum(h[k] for h in table.values()) for k in (*heads, "samples")}
+            add_totals(table)
     write_png(args.out / "samples.png", image_grid(torch.cat(rows).permute(0, 2, 3, 1), 10))
     figures = {"samples_cfg": args.cfg, "samples_steps": args.sample_steps, "recognised": hits[0]["samples"],
                **reading_columns(hits[0])}
@@ -451,8 +450,7 @@ def vae_readings(args, device: str) -> dict:
     reader = load_recogniser(device, patterns=True, folder=(args.recogniser or [None])[0])
     vaes = {str(f): AutoencoderKL.from_pretrained(str(f), torch_dtype=torch.float16 if device == "cuda" else torch.float32).to(device).eval()
             for f in args.vae}
-    heads = ("category", "colour", "pattern", "pattern_colour", "named")
-    hits = {source: {kind: dict.fromkeys((*heads, "samples"), 0) for kind in ("plain", *PATTERNS)} for source in ("world", *vaes)}
+    hits = {source: no_hits() for source in ("world", *vaes)}
     pictures = []
     for cat, asked, world in front_views(device):
         read_as = {"world": world}
@@ -463,7 +461,7 @@ def vae_readings(args, device: str) -> dict:
             count_named(hits[source], asked, recognise(reader, images))
         pictures.append(torch.stack(list(read_as.values()), 1).flatten(0, 1).cpu())  # per render: as rendered, then each VAE's
     for table in hits.values():
-        table["all"] = {k: sum(h[k] for h in table.values()) for k in (*heads, "samples")}
+        add_totals(table)
     write_png(args.out / "readings.png", image_grid(torch.cat(pictures), 10 * len(read_as) // 2))
     return {"readings_recogniser": str((args.recogniser or [None])[0]), "recognised_world_renders": hits["world"],
             "recognised_vae_round_trips": {name: hits[name] for name in vaes}}
@@ -473,6 +471,16 @@ def reading_columns(hits: dict) -> dict:
     """One reader's readings of the world renders (as rendered, through the VAE, through its decoder alone) under the card's names."""
     names = {"world": "recognised_world_renders", "round_trip": "recognised_vae_round_trip", "decoder_fit": "recognised_decoder_fit"}
     return {names[source]: table for source, table in hits.items() if source in names}
+
+
+def no_hits() -> dict:
+    """One source's counts before any reading: per kind (plain and each pattern), each head right and the samples read."""
+    return {kind: dict.fromkeys((*HEADS, "samples"), 0) for kind in ("plain", *PATTERNS)}
+
+
+def add_totals(hits: dict) -> None:
+    """hits["all"]: no_hits()'s counts summed over the kinds."""
+    hits["all"] = {k: sum(h[k] for h in hits.values()) for k in (*HEADS, "samples")}
 
 
 def count_named(hits: dict, asked: list[tuple], read: dict) -> None:
