@@ -440,7 +440,7 @@ def front_views(device: str):
 
 def vae_readings(args, device: str) -> dict:
     """The samples table's hundred world renders read as rendered and through each VAE of --vae
-    (encoded to the posterior mean, decoded in its saved dtype on a GPU, fp32 on a CPU): what a perfect
+    (encoded to the posterior mean, decoded; fp16 on a GPU as shipped, fp32 on a CPU): what a perfect
     UNet on each VAE would score, without sampling a UNet; read by the first --recogniser."""
     from diffusers import AutoencoderKL
 
@@ -456,13 +456,13 @@ def vae_readings(args, device: str) -> dict:
         read_as = {"world": world}
         with torch.no_grad():
             for name, vae in vaes.items():
-                read_as[name] = vae_round_trip(vae, world.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).float()
+                read_as[name] = vae_round_trip(vae, world.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         for source, images in read_as.items():
             count_named(hits[source], asked, recognise(reader, images))
         pictures.append(torch.stack(list(read_as.values()), 1).flatten(0, 1).cpu())  # per render: as rendered, then each VAE's
     for table in hits.values():
         add_totals(table)
-    write_png(args.out / "readings.png", image_grid(torch.cat(pictures), 10 * len(read_as) // 2))
+    write_png(args.out / "readings.png", image_grid(torch.cat(pictures), 5 * (1 + len(vaes))))  # a row: five renders, each with its round trips
     return {"readings_recogniser": str((args.recogniser or [None])[0]), "recognised_world_renders": hits["world"],
             "recognised_vae_round_trips": {name: hits[name] for name in vaes}}
 
