@@ -14,8 +14,9 @@ them whiter under descent; positive cleans), the gradient's mean size on the obj
 on clear white, and the push over the object's size (what Adam, which normalises scale, sees); and in
 the latent, with the same draws on the render without the haze, how much the loss's residual
 (x0 - target) changes along the haze's latent shift, over that shift's size (latent_restoring: 0 if
-the prior does not see the haze; the pixel push is this response pulled back through the encoder),
-and the haze's latent shift (its RMS over the latent).
+the prior does not see the haze), the push that this change alone makes on the haze, pulled back
+through the encoder, over the object's size (response_push_over_object: the rest of the push is the
+residual the render has without the haze), and the haze's latent shift (its RMS over the latent).
 """
 
 from __future__ import annotations
@@ -61,21 +62,25 @@ def push(prior, prompt: str, zoom: float, args) -> dict:
     text = TextCond(prior.text_embeddings([f"{prompt}, front view"] * V), prior.text_embeddings([""] * V))
     config = GuidanceConfig(method="sds", cfg_scale=args.cfg, perp_neg=False)
     images = images.to(prior.device).requires_grad_(True)
+    from_response = None  # [V, 3, S, S]: the gradient's part made by the residual's change
     restoring, shifts = [], []  # per draw: the latent residual's response to the haze along the haze's latent shift; the shift's RMS
     for t in range(100, 901, 100):
         for k in range(args.noises):
             rng = Rng.seeded(1000 * t + k)  # the VAE's posterior sample, then kappa
             x0 = prior.encode(images, generator=rng.device)
             hazy = guidance_loss(prior, x0, text, t, config, rng)
-            hazy.loss.backward()
             with torch.no_grad():  # the same draws on the render without the haze
                 rng = Rng.seeded(1000 * t + k)
                 z = prior.encode(clean.to(prior.device), generator=rng.device)
                 plain = guidance_loss(prior, z, text, t, config, rng)
                 shift = (x0.detach() - z).flatten(1)  # the haze in the latent
-                response = ((x0.detach() - hazy.target) - (z - plain.target)).flatten(1)  # the residual's change
-                restoring.append(((response * shift).sum(1) / shift.pow(2).sum(1)).mean().item())
+                response = (x0.detach() - hazy.target) - (z - plain.target)  # the residual's change [V, c, h, w]
+                restoring.append(((response.flatten(1) * shift).sum(1) / shift.pow(2).sum(1)).mean().item())
                 shifts.append(shift.pow(2).mean().sqrt().item())
+            # the part of the loss's gradient that the residual's change makes (the loss is 0.5 mean(r^2) / V)
+            part = torch.autograd.grad((x0 * response).sum() / (x0.numel() * V), images, retain_graph=True)[0]
+            from_response = part.cpu() if from_response is None else from_response + part.cpu()
+            hazy.loss.backward()
     grad = images.grad.cpu()  # [V, 3, S, S]: descent moves the image by -lr * grad
     whiter = 1 - images.detach().cpu()
     toward_white = (-grad * whiter).sum(1, keepdim=True) / whiter.norm(dim=1, keepdim=True).clamp_min(1e-6)
@@ -85,6 +90,8 @@ def push(prior, prompt: str, zoom: float, args) -> dict:
     figures = {"push_on_haze": toward_white[haze].mean().item(), "size_on_object": size[obj].mean().item(),
                "size_on_haze": size[haze].mean().item(), "size_on_clear_white": size[clear].mean().item()}
     figures["push_over_object"] = figures["push_on_haze"] / figures["size_on_object"]
+    from_haze = (-from_response * whiter).sum(1, keepdim=True) / whiter.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    figures["response_push_over_object"] = from_haze[haze].mean().item() / figures["size_on_object"]
     figures["latent_restoring"] = sum(restoring) / len(restoring)  # 1 would undo the haze's latent shift in one step
     figures["latent_shift"] = sum(shifts) / len(shifts)  # RMS over the latent, in the prior's model space (unit-scaled latents)
     return figures
