@@ -424,16 +424,14 @@ def front_views(device: str):
     colours turning with the category), with one world render of each (a held-out instance, seeds from
     WORLD_SAMPLE_SEED, from a front camera of the training orbits, --zoom's where given): yields
     (category, asked [(category, colour, pattern, pattern colour)] * 10, renders [10, SIZE, SIZE, 3] in [0, 1])."""
-    import gsdi.config as config  # the training orbits, --zoom's where given
-    from gsdi.cameras import orbit_cameras
+    from gsdi.cameras import FRONT_VIEWS, sample_orbits  # the training orbits, --zoom's where given
     from gsdi.world import pad_objects, render_objects, sample_object
 
     world_g = torch.Generator().manual_seed(WORLD_SAMPLE_SEED)
     for ci, cat in enumerate(CATS):
         asked = [(cat, COLOURS[(ci + i) % 10], None, None) for i in range(4)]
         asked += [(cat, COLOURS[(ci + i) % 10], PATTERNS[(i - 4) % 3], COLOURS[(ci + i + 3 + (i - 4) // 3) % 10]) for i in range(4, 10)]
-        u = lambda lo, hi: lo + (hi - lo) * torch.rand(len(asked), generator=world_g)  # noqa: E731
-        cams = orbit_cameras(u(-45.0, 45.0), u(*config.ORBIT_ELEVATION), u(*config.ORBIT_RADIUS), u(*config.ORBIT_FOV), SIZE, SIZE)  # "front view"
+        cams = sample_orbits(len(asked), SIZE, SIZE, world_g, azimuth_range=FRONT_VIEWS)
         objects = [sample_object(c, col, WORLD_SAMPLE_SEED + 10 * ci + i, p, pc)[0] for i, (c, col, p, pc) in enumerate(asked)]
         yield cat, asked, render_objects(pad_objects(objects), cams)[0].to(device)  # on the CPU: a hundred renders
 

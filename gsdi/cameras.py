@@ -18,7 +18,9 @@ import torch
 from torch import Tensor
 
 import gsdi.config as config
-from gsdi.prompts import view_word
+from gsdi.prompts import FRONT_AZIMUTH, view_word
+
+FRONT_VIEWS = (-FRONT_AZIMUTH, FRONT_AZIMUTH)  # sample_orbits' azimuth range for the views view_word calls "front"
 
 WORLD_UP = (0.0, -1.0, 0.0)
 
@@ -95,9 +97,11 @@ def sample_orbits(
     radius_range: tuple[float, float] | None = None,
     fov_range: tuple[float, float] | None = None,
     elevation_range: tuple[float, float] | None = None,
+    azimuth_range: tuple[float, float] = (-180.0, 180.0),
 ) -> Cameras:
-    """n random training cameras: uniform distance, fov, elevation and azimuth in [-180, 180); a range
-    not given is the training orbits' (gsdi.config.ORBIT_*, read at the call)."""
+    """n random training cameras: uniform distance, fov, elevation and azimuth (all around unless
+    `azimuth_range` is given: FRONT_VIEWS for what a "front view" prompt means); a range not given is
+    the training orbits' (gsdi.config.ORBIT_*, read at the call)."""
     radius_range = radius_range or config.ORBIT_RADIUS
     fov_range = fov_range or config.ORBIT_FOV
     elevation_range = elevation_range or config.ORBIT_ELEVATION
@@ -107,7 +111,7 @@ def sample_orbits(
         return lo + (hi - lo) * torch.rand(n, generator=generator)
 
     return orbit_cameras(
-        uniform((-180.0, 180.0)), uniform(elevation_range), uniform(radius_range), uniform(fov_range), width, height
+        uniform(azimuth_range), uniform(elevation_range), uniform(radius_range), uniform(fov_range), width, height
     )
 
 

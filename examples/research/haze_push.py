@@ -28,8 +28,8 @@ import sys
 
 import torch
 
-from gsdi.cameras import orbit_cameras, zoomed_fov
-from gsdi.config import ORBIT_ELEVATION, ORBIT_FOV, ORBIT_RADIUS, GuidanceConfig
+from gsdi.cameras import FRONT_VIEWS, sample_orbits, zoomed_fov
+from gsdi.config import ORBIT_FOV, GuidanceConfig
 from gsdi.guidance import Rng, guidance_loss
 from gsdi.eval.evaluate import reference_objects
 from gsdi.priors import TextCond, load_prior
@@ -43,8 +43,7 @@ def hazy_views(prompt: str, views: int, size: int, zoom: float, strength: float)
     """World renders of the prompt [V, 3, S, S] in [0, 1], the same with a haze, the haze's pixels
     [V, 1, S, S] and the object's [V, 1, S, S] (bool)."""
     g = torch.Generator().manual_seed(7)
-    u = lambda lo, hi: lo + (hi - lo) * torch.rand(views, generator=g)  # noqa: E731
-    cams = orbit_cameras(u(-45.0, 45.0), u(*ORBIT_ELEVATION), u(*ORBIT_RADIUS), u(*zoomed_fov(ORBIT_FOV, zoom)), size, size)
+    cams = sample_orbits(views, size, size, g, fov_range=zoomed_fov(ORBIT_FOV, zoom), azimuth_range=FRONT_VIEWS)
     rgb, alpha = render_objects(pad_objects(reference_objects(parse(prompt), views)), cams)
     x = rgb.permute(0, 3, 1, 2)
     ground = alpha.permute(0, 3, 1, 2) < 0.01
@@ -55,6 +54,12 @@ def hazy_views(prompt: str, views: int, size: int, zoom: float, strength: float)
     return x, torch.where(haze, (1 - strength) * x + strength * tint, x), haze, alpha.permute(0, 3, 1, 2) > 0.5
 
 
+def toward_white(grad: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """The component [V, 1, S, S] of a loss gradient [V, 3, S, S] that, under descent, moves each pixel of images straight toward white."""
+    whiter = 1 - images
+    return (-grad * whiter).sum(1, keepdim=True) / whiter.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
 def push(prior, prompt: str, zoom: float, args) -> dict:
     """One prompt's figures through one prior (see the module's docstring)."""
     clean, images, haze, obj = hazy_views(prompt, args.views, prior.image_size, zoom, args.strength)
@@ -62,7 +67,7 @@ def push(prior, prompt: str, zoom: float, args) -> dict:
     text = TextCond(prior.text_embeddings([f"{prompt}, front view"] * V), prior.text_embeddings([""] * V))
     config = GuidanceConfig(method="sds", cfg_scale=args.cfg, perp_neg=False)
     images = images.to(prior.device).requires_grad_(True)
-    from_response = None  # [V, 3, S, S]: the gradient's part made by the residual's change
+    from_response = torch.zeros_like(images)  # [V, 3, S, S]: the gradient's part made by the residual's change
     restoring, shifts = [], []  # per draw: the latent residual's response to the haze along the haze's latent shift; the shift's RMS
     for t in range(100, 901, 100):
         for k in range(args.noises):
@@ -78,20 +83,17 @@ def push(prior, prompt: str, zoom: float, args) -> dict:
                 restoring.append(((response.flatten(1) * shift).sum(1) / shift.pow(2).sum(1)).mean().item())
                 shifts.append(shift.pow(2).mean().sqrt().item())
             # the part of the loss's gradient that the residual's change makes (the loss is 0.5 mean(r^2) / V)
-            part = torch.autograd.grad((x0 * response).sum() / (x0.numel() * V), images, retain_graph=True)[0]
-            from_response = part.cpu() if from_response is None else from_response + part.cpu()
+            from_response += torch.autograd.grad((x0 * response).sum() / (x0.numel() * V), images, retain_graph=True)[0]
             hazy.loss.backward()
-    grad = images.grad.cpu()  # [V, 3, S, S]: descent moves the image by -lr * grad
-    whiter = 1 - images.detach().cpu()
-    toward_white = (-grad * whiter).sum(1, keepdim=True) / whiter.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    grad, images, from_response = images.grad.cpu(), images.detach().cpu(), from_response.cpu()  # descent moves the image by -lr * grad
+    push_on = toward_white(grad, images)
     size = grad.norm(dim=1, keepdim=True)
     clear = ~haze & ~obj
     clear[..., prior.image_size // 3:, :] = False
-    figures = {"push_on_haze": toward_white[haze].mean().item(), "size_on_object": size[obj].mean().item(),
+    figures = {"push_on_haze": push_on[haze].mean().item(), "size_on_object": size[obj].mean().item(),
                "size_on_haze": size[haze].mean().item(), "size_on_clear_white": size[clear].mean().item()}
     figures["push_over_object"] = figures["push_on_haze"] / figures["size_on_object"]
-    from_haze = (-from_response * whiter).sum(1, keepdim=True) / whiter.norm(dim=1, keepdim=True).clamp_min(1e-6)
-    figures["response_push_over_object"] = from_haze[haze].mean().item() / figures["size_on_object"]
+    figures["response_push_over_object"] = toward_white(from_response, images)[haze].mean().item() / figures["size_on_object"]
     figures["latent_restoring"] = sum(restoring) / len(restoring)  # 1 would undo the haze's latent shift in one step
     figures["latent_shift"] = sum(shifts) / len(shifts)  # RMS over the latent, in the prior's model space (unit-scaled latents)
     return figures

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from gsdi.cameras import orbit_cameras
-from gsdi.config import ORBIT_ELEVATION, ORBIT_FOV, ORBIT_RADIUS, GuidanceConfig
+from gsdi.cameras import FRONT_VIEWS, orbit_cameras, sample_orbits
+from gsdi.config import GuidanceConfig
 from gsdi.media import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss
 from gsdi.guidance.ddim import sample_prior
@@ -72,8 +72,7 @@ def front_references(prompt: str, instances: int, size: int, cameras: str = "tra
     for m, instance in enumerate(reference_objects(spec, instances)):
         if cameras == "training":
             g = torch.Generator().manual_seed(5000 + m)
-            u = lambda lo, hi: lo + (hi - lo) * torch.rand(V, generator=g)  # noqa: E731
-            cams = orbit_cameras(u(-45.0, 45.0), u(*ORBIT_ELEVATION), u(*ORBIT_RADIUS), u(*ORBIT_FOV), size, size)
+            cams = sample_orbits(V, size, size, g, azimuth_range=FRONT_VIEWS)
         else:
             cams = orbit_cameras(torch.zeros(4), torch.tensor([0.0, 0.0, 25.0, 25.0]), torch.tensor([1.6, 1.9, 1.6, 1.9]),
                                  torch.tensor([50.0, 65.0, 50.0, 65.0]), size, size)
