@@ -1,6 +1,7 @@
 """Teach a world VAE's encoder to see a faint haze, the decoder and the clean code kept.
 
     python examples/research/haze_encoder.py --vae VAE --out OUT/vae --zoom 1.5 --minutes 13
+    python examples/research/haze_encoder.py --vae VAE --out OUT/vae --zoom 1.5 --device cuda --pool 8000 --batch 64 --decoder
 
 The test of whether an encoder that registers haze lets score distillation clear it
 (`haze_push.py`): the encoder alone is fine-tuned (the decoder frozen, so the UNet's samples are
@@ -8,7 +9,10 @@ unchanged) to round-trip world renders (at the VAE's framing, `--zoom`) carrying
 random world colour in random clouds on the white ground (a tenth to a half of the cloud's pixels, at
 strength 0.05-0.4), its haze pixels weighing 5x, while its latents of the clean renders are held to the
 old encoder's (`--anchor`, squared error of the scaled latents), so a UNet trained on those stays
-valid. Sized for a CPU: a few hundred renders, batches of 8, minutes. Put OUT/vae in a copy of a
+valid. `--decoder` trains the decoder too (so it can learn to draw a haze from a latent direction
+rather than the encoder finding codes the clean decoder happens to draw as one); the clean renders'
+round trip is then in the loss as well. The defaults are sized for a CPU: a few hundred renders,
+batches of 8, minutes; `--device cuda` for thousands of steps. Put OUT/vae in a copy of a
 pipeline folder in place of its vae/ and run haze_push.py and a generation on it.
 """
 
@@ -35,11 +39,11 @@ def add_haze(x: torch.Tensor, tints: torch.Tensor, g: torch.Generator) -> tuple[
     """Renders x [B, 3, S, S] in [0, 1] -> (the same with a haze on their white ground, the haze's pixels [B, 1, S, S] bool)."""
     B, _, S, _ = x.shape
     ground = (x > 0.97).all(1, keepdim=True)
-    density = 0.1 + 0.4 * torch.rand(B, 1, 1, 1, generator=g)
-    strength = 0.05 + 0.35 * torch.rand(B, 1, 1, 1, generator=g)
-    cloud = F.interpolate(torch.rand(B, 1, 8, 8, generator=g), size=S, mode="bilinear") > 0.5
-    haze = (torch.rand(B, 1, S, S, generator=g) < density) & ground & cloud
-    tint = tints[torch.randint(len(tints), (B,), generator=g)]  # [B, 3, 1, 1]
+    density = 0.1 + 0.4 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
+    strength = 0.05 + 0.35 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
+    cloud = F.interpolate(torch.rand(B, 1, 8, 8, generator=g, device=x.device), size=S, mode="bilinear") > 0.5
+    haze = (torch.rand(B, 1, S, S, generator=g, device=x.device) < density) & ground & cloud
+    tint = tints[torch.randint(len(tints), (B,), generator=g, device=x.device)]  # [B, 3, 1, 1]
     return torch.where(haze, (1 - strength) * x + strength * tint, x), haze
 
 
@@ -52,38 +56,48 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--anchor", type=float, default=1.0, help="weight of the clean latents' distance to the old encoder's")
     parser.add_argument("--minutes", type=float, default=13.0)
+    parser.add_argument("--decoder", action="store_true", help="train the decoder too (clean round trip in the loss)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--log-every", type=int, default=10)
     candidate_world_arguments(parser)
     args = parser.parse_args()
     use_candidate_world(args)
     from gsdi.world import PALETTE, render_pool
 
     start = time.perf_counter()
-    pool = render_pool(args.pool, 91, 128, "cpu", batch=256, patterned=0.5)["images"]  # uint8 [N, 3, 128, 128]
+    device = torch.device(args.device)
+    pool = render_pool(args.pool, 91, 128, args.device, batch=256, patterned=0.5)["images"].to(device)  # uint8 [N, 3, 128, 128]
     print(json.dumps({"event": "pool", "renders": args.pool, "seconds": round(time.perf_counter() - start, 1)}), flush=True)
-    old = AutoencoderKL.from_pretrained(args.vae, torch_dtype=torch.float32).eval().requires_grad_(False)
+    old = AutoencoderKL.from_pretrained(args.vae, torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
     vae = copy.deepcopy(old)
     vae.encoder.requires_grad_(True)
     vae.quant_conv.requires_grad_(True)
+    if args.decoder:
+        vae.decoder.requires_grad_(True)
+        vae.post_quant_conv.requires_grad_(True)
     optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
-    tints = torch.tensor(list(PALETTE.values())).view(-1, 3, 1, 1)
+    tints = torch.tensor(list(PALETTE.values())).view(-1, 3, 1, 1).to(device)
     sf = vae.config.scaling_factor
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator(device).manual_seed(1)
     step, start = 0, time.perf_counter()
     while time.perf_counter() - start < 60 * args.minutes:
-        x = pool[torch.randint(args.pool, (args.batch,), generator=g)].float() / 255
+        x = pool[torch.randint(args.pool, (args.batch,), generator=g, device=device)].float() / 255
         hazy, haze = add_haze(x, tints, g)
         out = (vae.decode(vae.encode(hazy * 2 - 1).latent_dist.mean).sample + 1) / 2
         weight = 1 + (HAZE_WEIGHT - 1) * haze.float()
         round_trip = (weight * (out - hazy) ** 2).mean() / weight.mean()
         with torch.no_grad():
             kept = old.encode(x * 2 - 1).latent_dist.mean
-        anchor = ((vae.encode(x * 2 - 1).latent_dist.mean - kept) * sf).pow(2).mean()
+        latent = vae.encode(x * 2 - 1).latent_dist.mean
+        anchor = ((latent - kept) * sf).pow(2).mean()
         loss = 100 * round_trip + args.anchor * anchor
+        if args.decoder:  # the clean renders still round-trip
+            loss = loss + 100 * ((vae.decode(latent).sample + 1) / 2 - x).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         step += 1
-        if step % 10 == 0:
+        if step % args.log_every == 0:
             print(json.dumps({"event": "encoder", "step": step, "round_trip_x100": round(100 * round_trip.item(), 4),
                               "anchor": round(anchor.item(), 5), "seconds": round(time.perf_counter() - start, 1)}), flush=True)
     vae.eval().save_pretrained(args.out)
