@@ -5,7 +5,7 @@
 Score distillation reaches the splats through the encoder: a faint tint that the encoder maps to
 nearly the latent of white ground costs the loss nearly nothing, so Gaussians can settle on it
 instead of fading. Per VAE (each at its framing, --zoom): world renders of --prompt from front cameras
-of the training orbits (as haze_push.py draws them), a faint uniform patch on the white ground above
+of the training orbits (haze_push.py's views), a faint uniform patch on the white ground above
 the object (each pixel moved --strength of the way toward a tint); the gain is the RMS change of the
 scaled latent over the patch's cells over the pixels' mean change (so a uniform, unit-scaled encoder
 of the patch would read about its pixels per cell). Prints one JSON line per VAE: the gain per tint
@@ -21,10 +21,7 @@ import json
 import torch
 from diffusers import AutoencoderKL
 
-from gsdi.cameras import FRONT_VIEWS, sample_orbits, zoomed_fov
-from gsdi.config import ORBIT_FOV
-from gsdi.eval.evaluate import reference_objects
-from gsdi.world import pad_objects, parse, render_objects
+from haze_push import hazy_views  # examples/research/haze_push.py: the same front views of a prompt
 
 TINTS = {"grey": (0.5, 0.5, 0.5), "black": (0.0, 0.0, 0.0), "haze green": (0.4, 0.8, 0.5), "green": (0.0, 1.0, 0.0),
          "red": (1.0, 0.0, 0.0), "blue": (0.0, 0.0, 1.0), "yellow": (1.0, 1.0, 0.0), "magenta": (1.0, 0.0, 1.0),
@@ -36,10 +33,7 @@ FACTOR = 4  # the world VAE's latent factor
 
 def front_renders(prompt: str, views: int, zoom: float) -> tuple[torch.Tensor, torch.Tensor]:
     """World renders [V, 3, S, S] in [0, 1] and the patch's white-ground pixels [V, 1, S, S] (bool)."""
-    g = torch.Generator().manual_seed(7)
-    cams = sample_orbits(views, SIZE, SIZE, g, fov_range=zoomed_fov(ORBIT_FOV, zoom), azimuth_range=FRONT_VIEWS)
-    rgb, _ = render_objects(pad_objects(reference_objects(parse(prompt), views)), cams)
-    x = rgb.permute(0, 3, 1, 2)
+    x = hazy_views(prompt, views, SIZE, zoom, 0.0)[0]
     patch = torch.zeros(views, 1, SIZE, SIZE, dtype=torch.bool)
     patch[..., PATCH[0], PATCH[1]] = True
     return x, patch & (x > 0.97).all(1, keepdim=True)
