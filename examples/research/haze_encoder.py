@@ -6,8 +6,9 @@
 The test of whether an encoder that registers haze lets score distillation clear it
 (`haze_push.py`): the encoder alone is fine-tuned (the decoder frozen, so the UNet's samples are
 unchanged) to round-trip world renders (at the VAE's framing, `--zoom`) carrying a speckled haze of a
-random world colour in random clouds on the white ground (a tenth to a half of the cloud's pixels, at
-strength 0.05-0.4), its haze pixels weighing 5x, while its latents of the clean renders are held to the
+random world colour (`--any-tint`: any colour) in random clouds on the white ground (a tenth to a half
+of the cloud's pixels, `--uniform`: all of them; at strength 0.05-0.4), its haze pixels weighing 5x,
+while its latents of the clean renders are held to the
 old encoder's (`--anchor`, squared error of the scaled latents), so a UNet trained on those stays
 valid. `--decoder` trains the decoder too (so it can learn to draw a haze from a latent direction
 rather than the encoder finding codes the clean decoder happens to draw as one); the clean renders'
@@ -35,15 +36,21 @@ from training_args import candidate_world_arguments, use_candidate_world  # noqa
 HAZE_WEIGHT = 5.0
 
 
-def add_haze(x: torch.Tensor, tints: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Renders x [B, 3, S, S] in [0, 1] -> (the same with a haze on their white ground, the haze's pixels [B, 1, S, S] bool)."""
+def add_haze(x: torch.Tensor, tints: torch.Tensor | None, g: torch.Generator, uniform: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Renders x [B, 3, S, S] in [0, 1] -> (the same with a haze on their white ground, the haze's pixels
+    [B, 1, S, S] bool). tints [K, 3, 1, 1] to draw from, or None for any colour of the RGB cube; uniform:
+    every pixel of a cloud tinted (else a random tenth to half of them)."""
     B, _, S, _ = x.shape
     ground = (x > 0.97).all(1, keepdim=True)
     density = 0.1 + 0.4 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
+    density = torch.ones_like(density) if uniform else density
     strength = 0.05 + 0.35 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
     cloud = F.interpolate(torch.rand(B, 1, 8, 8, generator=g, device=x.device), size=S, mode="bilinear") > 0.5
     haze = (torch.rand(B, 1, S, S, generator=g, device=x.device) < density) & ground & cloud
-    tint = tints[torch.randint(len(tints), (B,), generator=g, device=x.device)]  # [B, 3, 1, 1]
+    if tints is None:
+        tint = torch.rand(B, 3, 1, 1, generator=g, device=x.device)
+    else:
+        tint = tints[torch.randint(len(tints), (B,), generator=g, device=x.device)]  # [B, 3, 1, 1]
     return torch.where(haze, (1 - strength) * x + strength * tint, x), haze
 
 
@@ -59,6 +66,8 @@ def main() -> None:
     parser.add_argument("--decoder", action="store_true", help="train the decoder too (clean round trip in the loss)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--any-tint", action="store_true", help="haze of any colour of the RGB cube (else the world's palette)")
+    parser.add_argument("--uniform", action="store_true", help="every pixel of a cloud tinted (else a speckle)")
     candidate_world_arguments(parser)
     args = parser.parse_args()
     use_candidate_world(args)
@@ -82,7 +91,7 @@ def main() -> None:
     step, start = 0, time.perf_counter()
     while time.perf_counter() - start < 60 * args.minutes:
         x = pool[torch.randint(args.pool, (args.batch,), generator=g, device=device)].float() / 255
-        hazy, haze = add_haze(x, tints, g)
+        hazy, haze = add_haze(x, None if args.any_tint else tints, g, args.uniform)
         out = (vae.decode(vae.encode(hazy * 2 - 1).latent_dist.mean).sample + 1) / 2
         weight = 1 + (HAZE_WEIGHT - 1) * haze.float()
         round_trip = (weight * (out - hazy) ** 2).mean() / weight.mean()
