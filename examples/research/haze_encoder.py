@@ -36,10 +36,12 @@ from training_args import candidate_world_arguments, use_candidate_world  # noqa
 HAZE_WEIGHT = 5.0
 
 
-def add_haze(x: torch.Tensor, tints: torch.Tensor | None, g: torch.Generator, uniform: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def add_haze(x: torch.Tensor, tints: torch.Tensor | None, g: torch.Generator, uniform: bool = False,
+             darken: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Renders x [B, 3, S, S] in [0, 1] -> (the same with a haze on their white ground, the haze's pixels
     [B, 1, S, S] bool). tints [K, 3, 1, 1] to draw from, or None for any colour of the RGB cube; uniform:
-    every pixel of a cloud tinted (else a random tenth to half of them)."""
+    every pixel of a cloud tinted (else a random tenth to half of them); darken: with tints None, the
+    share of clouds that are a plain grey."""
     B, _, S, _ = x.shape
     ground = (x > 0.97).all(1, keepdim=True)
     density = 0.1 + 0.4 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
@@ -49,6 +51,9 @@ def add_haze(x: torch.Tensor, tints: torch.Tensor | None, g: torch.Generator, un
     haze = (torch.rand(B, 1, S, S, generator=g, device=x.device) < density) & ground & cloud
     if tints is None:
         tint = torch.rand(B, 3, 1, 1, generator=g, device=x.device)
+        if darken > 0:  # that share of the clouds a plain grey: a darkening of the white ground
+            grey = torch.rand(B, 1, 1, 1, generator=g, device=x.device).expand(B, 3, 1, 1)
+            tint = torch.where(torch.rand(B, 1, 1, 1, generator=g, device=x.device) < darken, grey, tint)
     else:
         tint = tints[torch.randint(len(tints), (B,), generator=g, device=x.device)]  # [B, 3, 1, 1]
     return torch.where(haze, (1 - strength) * x + strength * tint, x), haze
@@ -68,6 +73,7 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--any-tint", action="store_true", help="haze of any colour of the RGB cube (else the world's palette)")
     parser.add_argument("--uniform", action="store_true", help="every pixel of a cloud tinted (else a speckle)")
+    parser.add_argument("--darken", type=float, default=0.0, help="with --any-tint, the share of clouds that are a plain grey")
     candidate_world_arguments(parser)
     args = parser.parse_args()
     use_candidate_world(args)
@@ -91,7 +97,7 @@ def main() -> None:
     step, start = 0, time.perf_counter()
     while time.perf_counter() - start < 60 * args.minutes:
         x = pool[torch.randint(args.pool, (args.batch,), generator=g, device=device)].float() / 255
-        hazy, haze = add_haze(x, None if args.any_tint else tints, g, args.uniform)
+        hazy, haze = add_haze(x, None if args.any_tint else tints, g, args.uniform, args.darken)
         out = (vae.decode(vae.encode(hazy * 2 - 1).latent_dist.mean).sample + 1) / 2
         weight = 1 + (HAZE_WEIGHT - 1) * haze.float()
         round_trip = (weight * (out - hazy) ** 2).mean() / weight.mean()
