@@ -21,14 +21,13 @@ import json
 import torch
 from diffusers import AutoencoderKL
 
-from haze_push import hazy_views  # examples/research/haze_push.py: the same front views of a prompt
+from haze_push import HAZE_TINT, hazy_views  # examples/research/haze_push.py: its haze colour and front views of a prompt
 
-TINTS = {"grey": (0.5, 0.5, 0.5), "black": (0.0, 0.0, 0.0), "haze green": (0.4, 0.8, 0.5), "green": (0.0, 1.0, 0.0),
+TINTS = {"grey": (0.5, 0.5, 0.5), "black": (0.0, 0.0, 0.0), "haze green": HAZE_TINT, "green": (0.0, 1.0, 0.0),
          "red": (1.0, 0.0, 0.0), "blue": (0.0, 0.0, 1.0), "yellow": (1.0, 1.0, 0.0), "magenta": (1.0, 0.0, 1.0),
          "cyan": (0.0, 1.0, 1.0)}
 SIZE = 128
 PATCH = (slice(8, 48), slice(40, 88))  # rows, columns of the 128-px view: above the object
-FACTOR = 4  # the world VAE's latent factor
 
 
 def front_renders(prompt: str, views: int, zoom: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,8 +40,9 @@ def front_renders(prompt: str, views: int, zoom: float) -> tuple[torch.Tensor, t
 
 def blind_spots(vae: AutoencoderKL, x: torch.Tensor, patch: torch.Tensor, strength: float) -> dict:
     """One VAE's figures (see the module's docstring)."""
-    cells = (slice(None), slice(None), slice(PATCH[0].start // FACTOR, PATCH[0].stop // FACTOR),
-             slice(PATCH[1].start // FACTOR, PATCH[1].stop // FACTOR))
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)  # pixels a latent cell spans
+    cells = (slice(None), slice(None), slice(PATCH[0].start // factor, PATCH[0].stop // factor),
+             slice(PATCH[1].start // factor, PATCH[1].stop // factor))
 
     def latent(images: torch.Tensor) -> torch.Tensor:  # the patch's scaled latent cells
         return (vae.encode(images * 2 - 1).latent_dist.mean * vae.config.scaling_factor)[cells]

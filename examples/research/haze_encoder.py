@@ -45,7 +45,7 @@ def add_haze(x: torch.Tensor, tints: torch.Tensor | None, g: torch.Generator, un
     B, _, S, _ = x.shape
     ground = (x > 0.97).all(1, keepdim=True)
     density = 0.1 + 0.4 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
-    density = torch.ones_like(density) if uniform else density
+    density = torch.ones_like(density) if uniform else density  # drawn either way: the later draws stay those without --uniform
     strength = 0.05 + 0.35 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
     cloud = F.interpolate(torch.rand(B, 1, 8, 8, generator=g, device=x.device), size=S, mode="bilinear") > 0.5
     haze = (torch.rand(B, 1, S, S, generator=g, device=x.device) < density) & ground & cloud
