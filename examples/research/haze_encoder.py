@@ -12,7 +12,10 @@ while its latents of the clean renders are held to the
 old encoder's (`--anchor`, squared error of the scaled latents), so a UNet trained on those stays
 valid. `--decoder` trains the decoder too (so it can learn to draw a haze from a latent direction
 rather than the encoder finding codes the clean decoder happens to draw as one); the clean renders'
-round trip is then in the loss as well. The defaults are sized for a CPU: a few hundred renders,
+round trip is then in the loss as well. `--gain-floor G` adds a hinge on the encoder's gain (what
+`encoder_blind_spots.py` reads: the RMS change of the scaled latent over the haze's cells, over the
+pixels' mean change), penalised where it falls below G: a direct push on the blind spot, since a
+round trip alone can be met by a small latent change that the decoder magnifies. The defaults are sized for a CPU: a few hundred renders,
 batches of 8, minutes; `--device cuda` for thousands of steps. Put OUT/vae in a copy of a
 pipeline folder in place of its vae/ and run haze_push.py and a generation on it.
 """
@@ -74,6 +77,9 @@ def main() -> None:
     parser.add_argument("--any-tint", action="store_true", help="haze of any colour of the RGB cube (else the world's palette)")
     parser.add_argument("--uniform", action="store_true", help="every pixel of a cloud tinted (else a speckle)")
     parser.add_argument("--darken", type=float, default=0.0, help="with --any-tint, the share of clouds that are a plain grey")
+    parser.add_argument("--gain-floor", type=float, default=0.0,
+                        help="hinge on the encoder's gain on the haze below this (0: off; P1's least is 3.7)")
+    parser.add_argument("--gain-weight", type=float, default=0.1, help="weight of the squared hinge (the round trip weighs 100)")
     candidate_world_arguments(parser)
     args = parser.parse_args()
     use_candidate_world(args)
@@ -93,12 +99,14 @@ def main() -> None:
     optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     tints = torch.tensor(list(PALETTE.values())).view(-1, 3, 1, 1).to(device)
     sf = vae.config.scaling_factor
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)  # pixels a latent cell spans
     g = torch.Generator(device).manual_seed(1)
     step, start = 0, time.perf_counter()
     while time.perf_counter() - start < 60 * args.minutes:
         x = pool[torch.randint(args.pool, (args.batch,), generator=g, device=device)].float() / 255
         hazy, haze = add_haze(x, None if args.any_tint else tints, g, args.uniform, args.darken)
-        out = (vae.decode(vae.encode(hazy * 2 - 1).latent_dist.mean).sample + 1) / 2
+        hazy_latent = vae.encode(hazy * 2 - 1).latent_dist.mean
+        out = (vae.decode(hazy_latent).sample + 1) / 2
         weight = 1 + (HAZE_WEIGHT - 1) * haze.float()
         round_trip = (weight * (out - hazy) ** 2).mean() / weight.mean()
         with torch.no_grad():
@@ -106,6 +114,15 @@ def main() -> None:
         latent = vae.encode(x * 2 - 1).latent_dist.mean
         anchor = ((latent - kept) * sf).pow(2).mean()
         loss = 100 * round_trip + args.anchor * anchor
+        gain = torch.zeros(())
+        if args.gain_floor > 0:  # per render: latent change on the haze's cells over its pixels' mean change
+            cells = F.max_pool2d(haze.float(), factor)  # [B, 1, S/f, S/f]
+            shift = ((hazy_latent - latent) * sf).pow(2).mean(1, keepdim=True)
+            moved = ((hazy - x).norm(dim=1, keepdim=True) * haze).flatten(1).sum(1) / haze.flatten(1).sum(1).clamp(min=1)
+            gain = ((shift * cells).flatten(1).sum(1) / cells.flatten(1).sum(1).clamp(min=1)).clamp(min=1e-10).sqrt() / moved.clamp(min=1e-4)  # clamped: sqrt(0) has no gradient
+            has = haze.flatten(1).any(1)
+            loss = loss + args.gain_weight * (F.relu(args.gain_floor - gain[has]) ** 2).mean() if has.any() else loss
+            gain = gain[has].mean() if has.any() else gain.sum()
         if args.decoder:  # the clean renders still round-trip
             loss = loss + 100 * ((vae.decode(latent).sample + 1) / 2 - x).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -114,7 +131,8 @@ def main() -> None:
         step += 1
         if step % args.log_every == 0:
             print(json.dumps({"event": "encoder", "step": step, "round_trip_x100": round(100 * round_trip.item(), 4),
-                              "anchor": round(anchor.item(), 5), "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+                              "anchor": round(anchor.item(), 5),
+                              "gain": round(gain.item(), 3), "seconds": round(time.perf_counter() - start, 1)}), flush=True)
     vae.eval().save_pretrained(args.out)
     print(json.dumps({"event": "done", "steps": step, "seconds": round(time.perf_counter() - start, 1)}))
 

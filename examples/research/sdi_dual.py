@@ -17,6 +17,14 @@ method also gets a fidelity KID against the reference renders (the critic's feat
 patterned prompts, the pattern measure of gsdi/eval/patterns.py (the mask: pixels not near white).
 Writes dual.json, dual.md and dual.png (a row per method, seed 0) to --out.
 
+`--optimise LR` runs the dual as a 3D run does instead: the image is pixels (a sigmoid of a logit,
+started from the start image decoded), encoded by the prior at every step and moved by Adam (LR) on
+the loss's gradient, so each step is a small move toward that step's target and many targets are
+averaged, the regime in which SDS is said to over-smooth; t falls from the variant's p_max to its
+p_min (GuidanceConfig's, 0.98 -> 0.25 unless the variant sets them) over --steps, as gsdi's annealed
+schedule does, and a level's t and noise are kept for the variant's hold_steps. Scored on the pixels
+themselves.
+
 A variant is a named set of GuidanceConfig fields (VARIANTS below), or NAME='{"field": value}'.
 """
 
@@ -34,7 +42,7 @@ import torch
 from gsdi.cameras import FRONT_VIEWS, orbit_cameras, sample_orbits
 from gsdi.config import GuidanceConfig
 from gsdi.media import image_grid, write_png
-from gsdi.guidance import Rng, guidance_loss
+from gsdi.guidance import Rng, guidance_loss, kept_noise
 from gsdi.guidance.ddim import sample_prior
 from gsdi.guidance.schedule import t_annealed
 from gsdi.priors import TextCond, load_prior
@@ -116,6 +124,9 @@ def main() -> None:
     parser.add_argument("--prior", default="embedded", help="a prior's name or folder (embedded, world, ...)")
     parser.add_argument("--start", choices=["disc", "noise"], default="disc",
                         help="disc: a grey disc on white; noise: the x0 prediction of pure noise at t = 999 (the paper's 2D protocol)")
+    parser.add_argument("--optimise", type=float, default=0.0, metavar="LR",
+                        help="Adam on a pixel image through the encoder at this learning rate, t over the variant's "
+                             "p_max -> p_min (0: x <- target, t 0.98 -> 0.02)")
     parser.add_argument("--verbose", action="store_true", help="print t, t', kappa std and max |target| at every step")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -132,11 +143,11 @@ def main() -> None:
     critic = load_critic("cpu")
     ref_features = [critic_features(critic, rgb) for rgb, _ in references]
 
-    def scores(x: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    def scores(x: torch.Tensor, pixels: bool = False) -> tuple[dict, torch.Tensor]:
         """The rows decoded once -> ({"errors": nearest-reference MSE per row, "fidelity_kid": per prompt, KID
         of its N images against its reference renders, "pattern_contrast": per patterned prompt, the pattern
         measure of its N images masked where not near white}, the decoded seed-0 images [P, 3, S, S])."""
-        rgb = prior.decode(x).permute(0, 2, 3, 1)
+        rgb = (x if pixels else prior.decode(x)).permute(0, 2, 3, 1)
         errors = [float(((rgb[i][None] - refs[i // N]) ** 2).flatten(1).mean(1).min()) for i in range(P * N)]
         shown = rgb.cpu().clamp(0, 1)
         fid, pat = [], []
@@ -170,17 +181,35 @@ def main() -> None:
         name, fields = variant(text_variant)
         config = GuidanceConfig(**fields)
         x, rng = start_image.clone(), Rng.seeded(0, device)
+        if args.optimise:  # pixels through the encoder, as a 3D run's renders
+            pixels = prior.decode(start_image)  # RGB in [0, 1] for either kind of prior
+            logit = torch.logit(pixels.clamp(1e-3, 1 - 1e-3)).clone().requires_grad_(True)
+            optimiser = torch.optim.Adam([logit], lr=args.optimise)
+            held = None
         calls_before = prior.runner.calls  # CFG-batched UNet calls
         kappa_std, begin = [], time.time()
         for step in range(args.steps):
-            t = t_annealed(step, args.steps - 1, T, 0.02, 0.98)
-            out = guidance_loss(prior, x, text, t, config, rng)
+            if args.optimise:  # a level's t and noise kept for hold_steps steps, as gsdi/step.py keeps them
+                held = held if step % config.hold_steps else None
+                t = held["t"] if held else t_annealed(step, args.steps - 1, T, config.p_min, config.p_max)
+                z = prior.encode(torch.sigmoid(logit), generator=rng.device)
+                out = guidance_loss(prior, z, text, t, config, rng, kept_noise(held["noise"], held["t_noisy"]) if held else None)
+                held = held or {"t": t, "t_noisy": out.t_noisy, "noise": out.noise}
+                optimiser.zero_grad(set_to_none=True)
+                out.loss.backward()
+                optimiser.step()
+            else:
+                t = t_annealed(step, args.steps - 1, T, 0.02, 0.98)
+                out = guidance_loss(prior, x, text, t, config, rng)
+                x = out.target.clamp(-1, 1) if clamp else out.target
             kappa_std.append(round(float(out.kappa.std()), 3))
             if args.verbose:
                 print(step, t, out.t_noisy, round(float(out.kappa.std()), 3), round(float(out.target.abs().max()), 2), flush=True)
-            x = out.target.clamp(-1, 1) if clamp else out.target
         calls, seconds = prior.runner.calls - calls_before, round(time.time() - begin, 1)
-        scored, images[name] = scores(x)
+        if args.optimise:
+            scored, images[name] = scores(torch.sigmoid(logit).detach(), pixels=True)
+        else:
+            scored, images[name] = scores(x)
         results[name] = {"fields": fields, **scored, "unet_calls": calls, "kappa_std_by_step": kappa_std, "seconds": seconds}
         print(json.dumps({"method": name, "mean_error": round(sum(scored["errors"]) / (P * N), 4), "unet_calls": calls,
                           "kappa_std_first_mid_last": kappa_std[:: max(args.steps // 2 - 1, 1)]}), flush=True)
