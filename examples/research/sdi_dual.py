@@ -23,7 +23,8 @@ the loss's gradient, so each step is a small move toward that step's target and 
 averaged, the regime in which SDS is said to over-smooth; t falls from the variant's p_max to its
 p_min (GuidanceConfig's, 0.98 -> 0.25 unless the variant sets them) over --steps, as gsdi's annealed
 schedule does, and a level's t and noise are kept for the variant's hold_steps. Scored on the pixels
-themselves.
+themselves. `--pixels N` optimises an N x N image upsampled (bilinear) to the prior's size, so that
+neighbouring pixels move together as a splat's do.
 
 A variant is a named set of GuidanceConfig fields (VARIANTS below), or NAME='{"field": value}'.
 """
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from gsdi.cameras import FRONT_VIEWS, orbit_cameras, sample_orbits
 from gsdi.config import GuidanceConfig
@@ -127,6 +129,8 @@ def main() -> None:
     parser.add_argument("--optimise", type=float, default=0.0, metavar="LR",
                         help="Adam on a pixel image through the encoder at this learning rate, t over the variant's "
                              "p_max -> p_min (0: x <- target, t 0.98 -> 0.02)")
+    parser.add_argument("--pixels", type=int, default=0,
+                        help="with --optimise: the side of the optimised image, upsampled to the prior's (0: the prior's)")
     parser.add_argument("--verbose", action="store_true", help="print t, t', kappa std and max |target| at every step")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -177,12 +181,19 @@ def main() -> None:
     else:
         start_image = prior.encode(disc_start(S).to(device)).expand(P * N, -1, -1, -1).clone()
     clamp = args.clamp and start_image.shape[1:] == (3, S, S)  # a pixel prior's image; a latent has no such range
+
+    def image(logit: torch.Tensor) -> torch.Tensor:
+        """--optimise's parameters [B, 3, N, N] -> the image [B, 3, S, S] in [0, 1] the prior sees."""
+        rgb = torch.sigmoid(logit)
+        return rgb if rgb.shape[-1] == S else F.interpolate(rgb, size=S, mode="bilinear", align_corners=False)
     for text_variant in args.variants:
         name, fields = variant(text_variant)
         config = GuidanceConfig(**fields)
         x, rng = start_image.clone(), Rng.seeded(0, device)
         if args.optimise:  # pixels through the encoder, as a 3D run's renders
             pixels = prior.decode(start_image)  # RGB in [0, 1] for either kind of prior
+            if args.pixels:
+                pixels = F.interpolate(pixels, size=args.pixels, mode="area")
             logit = torch.logit(pixels.clamp(1e-3, 1 - 1e-3)).clone().requires_grad_(True)
             optimiser = torch.optim.Adam([logit], lr=args.optimise)
             held = None
@@ -192,7 +203,7 @@ def main() -> None:
             if args.optimise:  # a level's t and noise kept for hold_steps steps, as gsdi/step.py keeps them
                 held = held if step % config.hold_steps else None
                 t = held["t"] if held else t_annealed(step, args.steps - 1, T, config.p_min, config.p_max)
-                z = prior.encode(torch.sigmoid(logit), generator=rng.device)
+                z = prior.encode(image(logit), generator=rng.device)
                 out = guidance_loss(prior, z, text, t, config, rng, kept_noise(held["noise"], held["t_noisy"]) if held else None)
                 held = held or {"t": t, "t_noisy": out.t_noisy, "noise": out.noise}
                 optimiser.zero_grad(set_to_none=True)
@@ -207,7 +218,7 @@ def main() -> None:
                 print(step, t, out.t_noisy, round(float(out.kappa.std()), 3), round(float(out.target.abs().max()), 2), flush=True)
         calls, seconds = prior.runner.calls - calls_before, round(time.time() - begin, 1)
         if args.optimise:
-            scored, images[name] = scores(torch.sigmoid(logit).detach(), pixels=True)
+            scored, images[name] = scores(image(logit).detach(), pixels=True)
         else:
             scored, images[name] = scores(x)
         results[name] = {"fields": fields, **scored, "unet_calls": calls, "kappa_std_by_step": kappa_std, "seconds": seconds}
