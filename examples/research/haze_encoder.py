@@ -12,12 +12,12 @@ while its latents of the clean renders are held to the
 old encoder's (`--anchor`, squared error of the scaled latents), so a UNet trained on those stays
 valid. `--decoder` trains the decoder too (so it can learn to draw a haze from a latent direction
 rather than the encoder finding codes the clean decoder happens to draw as one); the clean renders'
-round trip is then in the loss as well. `--gain-floor G` adds a hinge on the encoder's gain (what
-`encoder_blind_spots.py` reads: the RMS change of the scaled latent over the haze's cells, over the
-pixels' mean change), penalised where it falls below G: a direct push on the blind spot, since a
-round trip alone can be met by a small latent change that the decoder magnifies. The defaults are sized for a CPU: a few hundred renders,
-batches of 8, minutes; `--device cuda` for thousands of steps. Put OUT/vae in a copy of a
-pipeline folder in place of its vae/ and run haze_push.py and a generation on it.
+round trip is then in the loss as well. `--gain-floor G` adds a squared hinge on the encoder's gain
+(what `encoder_blind_spots.py` reads) where it falls below G: a direct push on the blind spot, since
+a round trip alone can be met by a small latent change that the decoder magnifies. The defaults are
+sized for a CPU: a few hundred renders, batches of 8, minutes; `--device cuda` for thousands of
+steps. Put OUT/vae in a copy of a pipeline folder in place of its vae/ and run haze_push.py and a
+generation on it.
 """
 
 from __future__ import annotations
@@ -62,6 +62,21 @@ def add_haze(x: torch.Tensor, tints: torch.Tensor | None, g: torch.Generator, un
     return torch.where(haze, (1 - strength) * x + strength * tint, x), haze
 
 
+def haze_gain(latent: torch.Tensor, hazy_latent: torch.Tensor, x: torch.Tensor, hazy: torch.Tensor,
+              haze: torch.Tensor) -> torch.Tensor:
+    """Scaled latents [B, c, h, w] of the renders and of their hazy copies, the renders and copies
+    [B, 3, S, S], the haze's pixels [B, 1, S, S] bool -> the encoder's gain per render [B]: the RMS
+    change of the latent over the cells the haze touches over the pixels' mean change (as
+    encoder_blind_spots.py reads it). Differentiable; renders without a haze give 0."""
+    B, _, S, _ = x.shape
+    assert haze.shape == (B, 1, S, S) and latent.shape == hazy_latent.shape, (haze.shape, latent.shape)
+    cells = F.max_pool2d(haze.float(), S // latent.shape[-1])  # [B, 1, h, w]
+    shift = (hazy_latent - latent).pow(2).mean(1, keepdim=True)  # [B, 1, h, w]
+    moved = ((hazy - x).norm(dim=1, keepdim=True) * haze).flatten(1).sum(1) / haze.flatten(1).sum(1).clamp(min=1)
+    mean_shift = (shift * cells).flatten(1).sum(1) / cells.flatten(1).sum(1).clamp(min=1)
+    return mean_shift.clamp(min=1e-10).sqrt() / moved.clamp(min=1e-4)  # clamped: sqrt's gradient at 0 is infinite
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vae", required=True, help="the VAE folder whose encoder is fine-tuned")
@@ -99,7 +114,6 @@ def main() -> None:
     optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     tints = torch.tensor(list(PALETTE.values())).view(-1, 3, 1, 1).to(device)
     sf = vae.config.scaling_factor
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)  # pixels a latent cell spans
     g = torch.Generator(device).manual_seed(1)
     step, start = 0, time.perf_counter()
     while time.perf_counter() - start < 60 * args.minutes:
@@ -115,14 +129,11 @@ def main() -> None:
         anchor = ((latent - kept) * sf).pow(2).mean()
         loss = 100 * round_trip + args.anchor * anchor
         gain = torch.zeros(())
-        if args.gain_floor > 0:  # per render: latent change on the haze's cells over its pixels' mean change
-            cells = F.max_pool2d(haze.float(), factor)  # [B, 1, S/f, S/f]
-            shift = ((hazy_latent - latent) * sf).pow(2).mean(1, keepdim=True)
-            moved = ((hazy - x).norm(dim=1, keepdim=True) * haze).flatten(1).sum(1) / haze.flatten(1).sum(1).clamp(min=1)
-            gain = ((shift * cells).flatten(1).sum(1) / cells.flatten(1).sum(1).clamp(min=1)).clamp(min=1e-10).sqrt() / moved.clamp(min=1e-4)  # clamped: sqrt(0) has no gradient
-            has = haze.flatten(1).any(1)
-            loss = loss + args.gain_weight * (F.relu(args.gain_floor - gain[has]) ** 2).mean() if has.any() else loss
-            gain = gain[has].mean() if has.any() else gain.sum()
+        has = haze.flatten(1).any(1)  # renders that got a cloud
+        if args.gain_floor > 0 and has.any():
+            gain = haze_gain(latent * sf, hazy_latent * sf, x, hazy, haze)[has]
+            loss = loss + args.gain_weight * (F.relu(args.gain_floor - gain) ** 2).mean()
+            gain = gain.mean()
         if args.decoder:  # the clean renders still round-trip
             loss = loss + 100 * ((vae.decode(latent).sample + 1) / 2 - x).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
