@@ -24,7 +24,10 @@ averaged, the regime in which SDS is said to over-smooth; t falls from the varia
 p_min (GuidanceConfig's, 0.98 -> 0.25 unless the variant sets them) over --steps, as gsdi's annealed
 schedule does, and a level's t and noise are kept for the variant's hold_steps. Scored on the pixels
 themselves. `--pixels N` optimises an N x N image upsampled (bilinear) to the prior's size, so that
-neighbouring pixels move together as a splat's do.
+neighbouring pixels move together as a splat's do; `--splats N` makes each image a render of N
+Gaussians (gsdi's initial ball, rates and renderer, no densification) from one fixed front camera
+(elevation 15, distance 1.75, field of view --splat-fov; the start image is then the ball's render), with
+--optimise the colours' rate and gsdi's own rates for the rest: 3D's parameters on one view.
 
 A variant is a named set of GuidanceConfig fields (VARIANTS below), or NAME='{"field": value}'.
 """
@@ -42,12 +45,14 @@ import torch
 import torch.nn.functional as F
 
 from gsdi.cameras import FRONT_VIEWS, orbit_cameras, sample_orbits
-from gsdi.config import GuidanceConfig
+from gsdi.config import GuidanceConfig, OptimConfig, SceneConfig
 from gsdi.media import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss, kept_noise
 from gsdi.guidance.ddim import sample_prior
 from gsdi.guidance.schedule import t_annealed
 from gsdi.priors import TextCond, load_prior
+from gsdi.render import render
+from gsdi.scene import init_params, make_optimizers
 from gsdi.world import pad_objects, parse, render_objects
 from gsdi.eval.critic import load_critic
 from gsdi.eval.evaluate import critic_features, kid, reference_objects
@@ -131,6 +136,11 @@ def main() -> None:
                              "p_max -> p_min (0: x <- target, t 0.98 -> 0.02)")
     parser.add_argument("--pixels", type=int, default=0,
                         help="with --optimise: the side of the optimised image, upsampled to the prior's (0: the prior's)")
+    parser.add_argument("--splats", type=int, default=0,
+                        help="with --optimise: each image a render of this many Gaussians from one front camera")
+    parser.add_argument("--splat-fov", type=float, default=55.0,
+                        help="--splats: the camera's field of view (the middle of the prior's training orbits: 55 for "
+                             "the world's, 38.7 for --zoom 1.5)")
     parser.add_argument("--verbose", action="store_true", help="print t, t', kappa std and max |target| at every step")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -182,6 +192,12 @@ def main() -> None:
         start_image = prior.encode(disc_start(S).to(device)).expand(P * N, -1, -1, -1).clone()
     clamp = args.clamp and start_image.shape[1:] == (3, S, S)  # a pixel prior's image; a latent has no such range
 
+    front = orbit_cameras(torch.zeros(1), torch.full((1,), 15.0), torch.full((1,), 1.75), torch.full((1,), args.splat_fov), S, S)
+
+    def splat_images(scenes: list) -> torch.Tensor:
+        """--splats: each scene rendered from the front camera -> [B, 3, S, S] in [0, 1]."""
+        return torch.cat([render(scene, front, (1.0, 1.0, 1.0), "torch").rgb for scene in scenes]).permute(0, 3, 1, 2)
+
     def image(logit: torch.Tensor) -> torch.Tensor:
         """--optimise's parameters [B, 3, N, N] -> the image [B, 3, S, S] in [0, 1] the prior sees."""
         rgb = torch.sigmoid(logit)
@@ -190,7 +206,12 @@ def main() -> None:
         name, fields = variant(text_variant)
         config = GuidanceConfig(**fields)
         x, rng = start_image.clone(), Rng.seeded(0, device)
-        if args.optimise:  # pixels through the encoder, as a 3D run's renders
+        if args.splats:  # one scene per image, its colours at --optimise, the rest at gsdi's rates
+            scenes = [init_params(SceneConfig(num_points=args.splats), torch.Generator().manual_seed(i), device)
+                      for i in range(P * N)]
+            optimisers = [make_optimizers(scene, OptimConfig(sh0_lr=args.optimise)) for scene in scenes]
+            logit, held = None, None
+        elif args.optimise:  # pixels through the encoder, as a 3D run's renders
             pixels = prior.decode(start_image)  # RGB in [0, 1] for either kind of prior
             if args.pixels:
                 pixels = F.interpolate(pixels, size=args.pixels, mode="area")
@@ -203,12 +224,15 @@ def main() -> None:
             if args.optimise:  # a level's t and noise kept for hold_steps steps, as gsdi/step.py keeps them
                 held = held if step % config.hold_steps else None
                 t = held["t"] if held else t_annealed(step, args.steps - 1, T, config.p_min, config.p_max)
-                z = prior.encode(image(logit), generator=rng.device)
+                z = prior.encode(splat_images(scenes) if args.splats else image(logit), generator=rng.device)
                 out = guidance_loss(prior, z, text, t, config, rng, kept_noise(held["noise"], held["t_noisy"]) if held else None)
                 held = held or {"t": t, "t_noisy": out.t_noisy, "noise": out.noise}
-                optimiser.zero_grad(set_to_none=True)
+                adams = [a for o in optimisers for a in o.values()] if args.splats else [optimiser]
+                for adam in adams:
+                    adam.zero_grad(set_to_none=True)
                 out.loss.backward()
-                optimiser.step()
+                for adam in adams:
+                    adam.step()
             else:
                 t = t_annealed(step, args.steps - 1, T, 0.02, 0.98)
                 out = guidance_loss(prior, x, text, t, config, rng)
@@ -218,7 +242,9 @@ def main() -> None:
                 print(step, t, out.t_noisy, round(float(out.kappa.std()), 3), round(float(out.target.abs().max()), 2), flush=True)
         calls, seconds = prior.runner.calls - calls_before, round(time.time() - begin, 1)
         if args.optimise:
-            scored, images[name] = scores(image(logit).detach(), pixels=True)
+            with torch.no_grad():
+                final = splat_images(scenes) if args.splats else image(logit)
+            scored, images[name] = scores(final, pixels=True)
         else:
             scored, images[name] = scores(x)
         results[name] = {"fields": fields, **scored, "unet_calls": calls, "kappa_std_by_step": kappa_std, "seconds": seconds}
