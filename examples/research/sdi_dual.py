@@ -144,6 +144,8 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print t, t', kappa std and max |target| at every step")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if (args.pixels or args.splats) and not args.optimise:
+        parser.error("--pixels and --splats shape the image --optimise moves: give --optimise LR")
     args.out.mkdir(parents=True, exist_ok=True)
 
     device = torch.device(args.device)
@@ -209,15 +211,14 @@ def main() -> None:
         if args.splats:  # one scene per image, its colours at --optimise, the rest at gsdi's rates
             scenes = [init_params(SceneConfig(num_points=args.splats), torch.Generator().manual_seed(i), device)
                       for i in range(P * N)]
-            optimisers = [make_optimizers(scene, OptimConfig(sh0_lr=args.optimise)) for scene in scenes]
-            logit, held = None, None
+            adams = [adam for scene in scenes for adam in make_optimizers(scene, OptimConfig(sh0_lr=args.optimise)).values()]
         elif args.optimise:  # pixels through the encoder, as a 3D run's renders
             pixels = prior.decode(start_image)  # RGB in [0, 1] for either kind of prior
             if args.pixels:
                 pixels = F.interpolate(pixels, size=args.pixels, mode="area")
             logit = torch.logit(pixels.clamp(1e-3, 1 - 1e-3)).clone().requires_grad_(True)
-            optimiser = torch.optim.Adam([logit], lr=args.optimise)
-            held = None
+            adams = [torch.optim.Adam([logit], lr=args.optimise)]
+        held = None  # --optimise: the current level's t and noise
         calls_before = prior.runner.calls  # CFG-batched UNet calls
         kappa_std, begin = [], time.time()
         for step in range(args.steps):
@@ -227,7 +228,6 @@ def main() -> None:
                 z = prior.encode(splat_images(scenes) if args.splats else image(logit), generator=rng.device)
                 out = guidance_loss(prior, z, text, t, config, rng, kept_noise(held["noise"], held["t_noisy"]) if held else None)
                 held = held or {"t": t, "t_noisy": out.t_noisy, "noise": out.noise}
-                adams = [a for o in optimisers for a in o.values()] if args.splats else [optimiser]
                 for adam in adams:
                     adam.zero_grad(set_to_none=True)
                 out.loss.backward()
