@@ -27,7 +27,8 @@ themselves. `--pixels N` optimises an N x N image upsampled (bilinear) to the pr
 neighbouring pixels move together as a splat's do; `--splats N` makes each image a render of N
 Gaussians (gsdi's initial ball, rates and renderer, no densification) from one fixed front camera
 (elevation 15, distance 1.75, field of view --splat-fov; the start image is then the ball's render), with
---optimise the colours' rate and gsdi's own rates for the rest: 3D's parameters on one view.
+--optimise the colours' rate and gsdi's own rates for the rest: 3D's parameters on one view
+(`--splat-views K`: K front cameras over azimuths -40..40, one a level in turn).
 
 A variant is a named set of GuidanceConfig fields (VARIANTS below), or NAME='{"field": value}'.
 """
@@ -141,6 +142,9 @@ def main() -> None:
     parser.add_argument("--splat-fov", type=float, default=55.0,
                         help="--splats: the camera's field of view (the middle of the prior's training orbits: 55 for "
                              "the world's, 38.7 for --zoom 1.5)")
+    parser.add_argument("--splat-views", type=int, default=1,
+                        help="--splats: cameras at azimuths spread over -40..40 (all front views), one a level in turn; "
+                             "scored from the front one")
     parser.add_argument("--verbose", action="store_true", help="print t, t', kappa std and max |target| at every step")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -194,11 +198,16 @@ def main() -> None:
         start_image = prior.encode(disc_start(S).to(device)).expand(P * N, -1, -1, -1).clone()
     clamp = args.clamp and start_image.shape[1:] == (3, S, S)  # a pixel prior's image; a latent has no such range
 
-    front = orbit_cameras(torch.zeros(1), torch.full((1,), 15.0), torch.full((1,), 1.75), torch.full((1,), args.splat_fov), S, S)
+    def splat_camera(azimuth: float):
+        return orbit_cameras(torch.full((1,), azimuth), torch.full((1,), 15.0), torch.full((1,), 1.75),
+                             torch.full((1,), args.splat_fov), S, S)
 
-    def splat_images(scenes: list) -> torch.Tensor:
-        """--splats: each scene rendered from the front camera -> [B, 3, S, S] in [0, 1]."""
-        return torch.cat([render(scene, front, (1.0, 1.0, 1.0), "torch").rgb for scene in scenes]).permute(0, 3, 1, 2)
+    front = splat_camera(0.0)
+    turns = [splat_camera(a) for a in torch.linspace(-40, 40, args.splat_views).tolist()] if args.splat_views > 1 else [front]
+
+    def splat_images(scenes: list, camera=front) -> torch.Tensor:
+        """--splats: each scene rendered from the camera (default the front one) -> [B, 3, S, S] in [0, 1]."""
+        return torch.cat([render(scene, camera, (1.0, 1.0, 1.0), "torch").rgb for scene in scenes]).permute(0, 3, 1, 2)
 
     def image(logit: torch.Tensor) -> torch.Tensor:
         """--optimise's parameters [B, 3, N, N] -> the image [B, 3, S, S] in [0, 1] the prior sees."""
@@ -225,7 +234,8 @@ def main() -> None:
             if args.optimise:  # a level's t and noise kept for hold_steps steps, as gsdi/step.py keeps them
                 held = held if step % config.hold_steps else None
                 t = held["t"] if held else t_annealed(step, args.steps - 1, T, config.p_min, config.p_max)
-                z = prior.encode(splat_images(scenes) if args.splats else image(logit), generator=rng.device)
+                turn = turns[(step // config.hold_steps) % len(turns)]  # --splat-views: a level's camera
+                z = prior.encode(splat_images(scenes, turn) if args.splats else image(logit), generator=rng.device)
                 out = guidance_loss(prior, z, text, t, config, rng, kept_noise(held["noise"], held["t_noisy"]) if held else None)
                 held = held or {"t": t, "t_noisy": out.t_noisy, "noise": out.noise}
                 for adam in adams:
