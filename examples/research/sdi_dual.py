@@ -54,6 +54,7 @@ from gsdi.guidance.schedule import t_annealed
 from gsdi.priors import TextCond, load_prior
 from gsdi.render import render
 from gsdi.scene import init_params, make_optimizers
+from gsdi.step import to_prior_input
 from gsdi.world import pad_objects, parse, render_objects
 from gsdi.eval.critic import load_critic
 from gsdi.eval.evaluate import critic_features, kid, reference_objects
@@ -207,7 +208,7 @@ def main() -> None:
 
     def splat_images(scenes: list, camera=front) -> torch.Tensor:
         """--splats: each scene rendered from the camera (default the front one) -> [B, 3, S, S] in [0, 1]."""
-        return torch.cat([render(scene, camera, (1.0, 1.0, 1.0), "torch").rgb for scene in scenes]).permute(0, 3, 1, 2)
+        return to_prior_input(torch.cat([render(scene, camera, (1.0, 1.0, 1.0), "torch").rgb for scene in scenes]), S)
 
     def image(logit: torch.Tensor) -> torch.Tensor:
         """--optimise's parameters [B, 3, N, N] -> the image [B, 3, S, S] in [0, 1] the prior sees."""
