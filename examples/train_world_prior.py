@@ -6,6 +6,8 @@
     python examples/train_world_prior.py vae --out runs/dec --init-vae gsdi/priors/world/vae --vae-decoder-only  # the decoder alone
     python examples/train_world_prior.py vae --out runs/enc --init-vae gsdi/priors/world/vae --vae-encoder-only  # the encoder alone
     python examples/train_world_prior.py vae --out runs/wide --vae-widths 64 128 128  # a new VAE of other widths
+    python examples/train_world_prior.py vae --out runs/w8 --init-vae runs/wide/vae --latent-channels 8  # more latent room, widened
+    python examples/train_world_prior.py unet --out runs/w8 --init-pipeline runs/world/pipeline  # its UNet widened to match
     python examples/train_world_prior.py readings --out runs/read --vae runs/wide/vae gsdi/priors/world/vae  # samples' renders through each
 
 The result, runs/world/pipeline, is a diffusers StableDiffusionPipeline folder (model_index.json;
@@ -26,8 +28,8 @@ gsdi/priors/world (its MODEL_CARD.md has the figures and commands).
   OBJECT_WEIGHT times the white ground's; with --vae-spectral, also the L1 of the amplitude spectra
   of 16-px patches (phase-free: a stripe whose place the latent leaves uncertain is not paid for by
   drawing it blurred, which L1 alone rewards); no perceptual or adversarial term (nothing pretrained
-  is downloaded); --latent-channels sets the latent's room (4, as Stable Diffusion's, or 8); its
-  scaling factor makes latents unit std.
+  is downloaded); --latent-channels sets the latent's room (4, as Stable Diffusion's, or 8; more
+  than --init-vae's widens it: widen_vae); its scaling factor makes latents unit std.
   --vae-scale-equivariance also asks the latent, average-pooled 2x, to decode to the render pooled 2x
   (Skorokhodov et al., "Improving the diffusability of autoencoders", ICML 2025).
 - UNet and text encoder: trained together from scratch, epsilon objective at uniform t with SD's
@@ -60,6 +62,7 @@ CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
 RENDER_BATCH = 768  # objects built a round of render_pool (the tracer goes MAX_RAYS rays a call: gsdi/world/render.py)
 OBJECT_WEIGHT = 5.0
+NEW_LOGVAR = -6.0  # widen_vae: a new latent channel's log-variance at the start (std 0.05)
 SPECTRAL_PATCH = 16  # --vae-spectral's patch: three to five periods of the world's patterns at 128 px
 WORLD_SAMPLE_SEED = 60_000  # samples: the world instances read beside them (no training pool uses these seeds)
 HEADS = ("category", "colour", "pattern", "pattern_colour", "named")  # what the samples table counts right; named: all of them
@@ -112,6 +115,56 @@ def build_vae(latent_channels: int = VAE["latent_channels"], widths: list[int] |
                                    "layers_per_block": layers or VAE["layers_per_block"]}))
 
 
+def widen_vae(init, channels: int):
+    """A VAE like `init` with `channels` latent channels (more than init's C) that decodes and encodes
+    as init does: the first C latent channels are init's (mean and log-variance), the new ones start
+    as random features of the encoder's last layer with a small fixed variance (log-variance
+    NEW_LOGVAR), and the decoder starts blind to them (their weights into it zero), so training
+    begins at init's round trip and the new room is learned from there."""
+    c = init.config.latent_channels
+    assert channels > c, (channels, c)
+    vae = build_vae(channels, init.config.block_out_channels, init.config.layers_per_block)
+    old, new = init.state_dict(), vae.state_dict()
+    widened = {"encoder.conv_out.weight", "encoder.conv_out.bias", "quant_conv.weight", "quant_conv.bias",
+               "post_quant_conv.weight", "post_quant_conv.bias", "decoder.conv_in.weight"}
+    assert all(old[k].shape == new[k].shape for k in new if k not in widened), "only the latent's own layers differ"
+    state = {k: (new[k] if k in widened else old[k]).clone() for k in new}
+    mean, logvar = list(range(c)), list(range(channels, channels + c))  # init's rows in the new [2 * channels] order
+    w, b = state["encoder.conv_out.weight"], state["encoder.conv_out.bias"]  # [2 * channels, width, 3, 3]
+    w[mean + logvar], b[mean + logvar] = old["encoder.conv_out.weight"], old["encoder.conv_out.bias"]
+    w[channels + c:], b[channels + c:] = 0, NEW_LOGVAR
+    q, qb = torch.eye(2 * channels)[..., None, None], torch.zeros(2 * channels)  # quant_conv: identity on the new rows
+    q[torch.tensor(mean + logvar)[:, None], torch.tensor(mean + logvar)] = old["quant_conv.weight"]
+    qb[mean + logvar] = old["quant_conv.bias"]
+    state["quant_conv.weight"], state["quant_conv.bias"] = q, qb
+    p, pb = torch.eye(channels)[..., None, None], torch.zeros(channels)
+    p[:c, :c], pb[:c] = old["post_quant_conv.weight"], old["post_quant_conv.bias"]
+    state["post_quant_conv.weight"], state["post_quant_conv.bias"] = p, pb
+    d = torch.zeros_like(state["decoder.conv_in.weight"])  # [width, channels, 3, 3]
+    d[:, :c] = old["decoder.conv_in.weight"]
+    state["decoder.conv_in.weight"] = d
+    vae.load_state_dict(state)
+    return vae
+
+
+def widen_unet(unet, channels: int):
+    """A UNet like `unet` on `channels` latent channels (more than its C): init's function on the first
+    C (the new inputs' weights zero) and an eps of 0 predicted for the new ones until trained."""
+    from diffusers import UNet2DConditionModel
+
+    c = unet.config.in_channels
+    assert channels > c == unet.config.out_channels, (channels, c)
+    wider = UNet2DConditionModel.from_config({**unet.config, "in_channels": channels, "out_channels": channels})
+    state = unet.state_dict()
+    w_in = torch.zeros_like(wider.conv_in.weight)  # [width, channels, 3, 3]
+    w_in[:, :c] = state["conv_in.weight"]
+    w_out, b_out = torch.zeros_like(wider.conv_out.weight), torch.zeros_like(wider.conv_out.bias)  # [channels, width, 3, 3]
+    w_out[:c], b_out[:c] = state["conv_out.weight"], state["conv_out.bias"]
+    state.update({"conv_in.weight": w_in, "conv_out.weight": w_out, "conv_out.bias": b_out})
+    wider.load_state_dict(state)
+    return wider
+
+
 def edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
 
@@ -152,8 +205,12 @@ def train_vae(args, device: str, pool: dict) -> dict:
         from diffusers import AutoencoderKL
 
         init = AutoencoderKL.from_pretrained(str(args.init_vae), torch_dtype=torch.float32)
-        vae = build_vae(init.config.latent_channels, init.config.block_out_channels, init.config.layers_per_block)
-        vae.load_state_dict(init.state_dict())
+        if args.latent_channels > init.config.latent_channels:  # more room, the init's function kept
+            assert not (args.vae_decoder_only or args.vae_encoder_only), "a widened latent trains the whole VAE"
+            vae = widen_vae(init, args.latent_channels)
+        else:
+            vae = build_vae(init.config.latent_channels, init.config.block_out_channels, init.config.layers_per_block)
+            vae.load_state_dict(init.state_dict())
         vae.register_to_config(scaling_factor=init.config.scaling_factor)  # kept by --vae-decoder-only / --vae-encoder-only
     else:
         vae = build_vae(args.latent_channels, args.vae_widths, args.vae_layers)
@@ -265,6 +322,8 @@ def train_unet(args, device: str, pool: dict) -> dict:
     if args.init_pipeline:  # go on training a saved pipeline's text encoder and UNet (fresh optimizer)
         text_encoder = CLIPTextModel.from_pretrained(str(args.init_pipeline), subfolder="text_encoder", torch_dtype=torch.float32)
         unet = UNet2DConditionModel.from_pretrained(str(args.init_pipeline), subfolder="unet", torch_dtype=torch.float32)
+        if vae.config.latent_channels > unet.config.in_channels:  # a VAE widened from the init's (widen_vae)
+            unet = widen_unet(unet, vae.config.latent_channels)
         if args.attention_full_size:
             unet = with_full_size_attention(unet)
     else:
@@ -528,7 +587,7 @@ def main() -> None:
     parser.add_argument("--unet-object-weight", type=float, default=1.0,
                         help="unet: the latent cells an object touches weigh this many times the white ground's in the epsilon loss "
                              "(1: the plain objective; the object covers a few %% of a view, its pattern less)")
-    parser.add_argument("--latent-channels", type=int, default=VAE["latent_channels"], help="vae: the latent's channels (a new VAE; the UNet follows its VAE)")
+    parser.add_argument("--latent-channels", type=int, default=VAE["latent_channels"], help="vae: the latent's channels (a new VAE, or more than --init-vae's: widened, its function kept; the UNet follows its VAE, widened from --init-pipeline's)")
     parser.add_argument("--vae-widths", type=int, nargs=3, default=None, metavar="W",
                         help=f"vae: a new VAE's three block widths (default {VAE['block_out_channels']}; the encoder's cost on a "
                              "CPU grows with them: the world MODEL_CARD's Size)")

@@ -121,3 +121,32 @@ def test_a_world_vae_of_other_widths_keeps_the_latent_factor(monkeypatch):
     assert z.shape == (1, 4, 32, 32)
     with pytest.raises(AssertionError):
         build_vae(widths=[32, 64, 64, 64])
+
+
+def test_a_widened_world_vae_and_unet_keep_their_function(pipeline, monkeypatch):
+    """train_world_prior.py --latent-channels 8 from a 4-channel --init-vae / --init-pipeline: the
+    widened VAE's first four latent channels are the old ones and it decodes a render exactly as the
+    old VAE did (the new channels carry a fixed small variance the decoder starts blind to); the
+    widened UNet predicts the old noise on the first four and zero on the new ones."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples"))
+    from train_world_prior import NEW_LOGVAR, widen_unet, widen_vae
+
+    vae, unet = pipeline.vae, pipeline.unet  # float32 (the fixture)
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z = torch.randn(2, 8, 32, 32, generator=torch.Generator().manual_seed(1))
+    text = torch.randn(2, 16, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(2))
+    wide_vae, wide_unet = widen_vae(vae, 8).eval(), widen_unet(unet, 8).eval()
+    with torch.no_grad():
+        old, new = vae.encode(x).latent_dist, wide_vae.encode(x).latent_dist
+        assert new.mean.shape == (2, 8, 32, 32)
+        torch.testing.assert_close(new.mean[:, :4], old.mean)
+        torch.testing.assert_close(new.logvar[:, :4], old.logvar)
+        assert torch.all(new.logvar[:, 4:] == NEW_LOGVAR) and new.mean[:, 4:].std() > 0.01
+        torch.testing.assert_close(wide_vae.decode(new.mean).sample, vae.decode(old.mean).sample)
+        eps_old, eps_new = unet(z[:, :4], 500, text).sample, wide_unet(z, 500, text).sample
+    torch.testing.assert_close(eps_new[:, :4], eps_old)
+    assert torch.all(eps_new[:, 4:] == 0)
+    with pytest.raises(AssertionError):
+        widen_vae(vae, 4)
