@@ -14,7 +14,8 @@ of many world renders of the prompt from front cameras, beside the prior's own D
 the same prompt and seeds. With `--start noise` every run starts where the paper's 2D protocol does,
 from the prior's x0 prediction of pure noise at t = 999 (CFG --cfg; each seed's noise is DDIM's). Each
 method also gets a fidelity KID against the reference renders (the critic's features) and, for
-patterned prompts, the pattern measure of gsdi/eval/patterns.py (the mask: pixels not near white).
+patterned prompts, the pattern measure of gsdi/eval/patterns.py (the mask: pixels not near white; for
+--splats, pixels whose alpha is over a half).
 Writes dual.json, dual.md and dual.png (a row per method, seed 0) to --out.
 
 `--optimise LR` runs the dual as a 3D run does instead: the image is pixels (a sigmoid of a logit,
@@ -164,10 +165,11 @@ def main() -> None:
     critic = load_critic("cpu")
     ref_features = [critic_features(critic, rgb) for rgb, _ in references]
 
-    def scores(x: torch.Tensor, pixels: bool = False) -> tuple[dict, torch.Tensor]:
+    def scores(x: torch.Tensor, pixels: bool = False, alpha: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
         """The rows decoded once -> ({"errors": nearest-reference MSE per row, "fidelity_kid": per prompt, KID
         of its N images against its reference renders, "pattern_contrast": per patterned prompt, the pattern
-        measure of its N images masked where not near white}, the decoded seed-0 images [P, 3, S, S])."""
+        measure of its N images masked where not near white, or where alpha [P * N, S, S, 1] (splats) is
+        over a half}, the decoded seed-0 images [P, 3, S, S])."""
         rgb = (x if pixels else prior.decode(x)).permute(0, 2, 3, 1)
         errors = [float(((rgb[i][None] - refs[i // N]) ** 2).flatten(1).mean(1).min()) for i in range(P * N)]
         shown = rgb.cpu().clamp(0, 1)
@@ -177,7 +179,7 @@ def main() -> None:
             fid.append(round(kid(critic_features(critic, mine), ref_features[i]), 4))
             spec = parse(prompt)
             patterned = spec.pattern is not None and spec.colour is not None
-            mask = (mine < 0.9).any(-1, keepdim=True).float()
+            mask = (mine < 0.9).any(-1, keepdim=True).float() if alpha is None else (alpha[i * N:(i + 1) * N].cpu() > 0.5).float()
             pat.append(round(pattern_contrast(mine, mask, spec, *references[i]), 3) if patterned else None)
         return {"errors": errors, "fidelity_kid": fid, "pattern_contrast": pat}, rgb[::N].permute(0, 3, 1, 2).cpu()
 
@@ -206,9 +208,12 @@ def main() -> None:
     front = splat_camera(0.0)
     turns = [splat_camera(a) for a in torch.linspace(-40, 40, args.splat_views).tolist()] if args.splat_views > 1 else [front]
 
-    def splat_images(scenes: list, camera=front) -> torch.Tensor:
-        """--splats: each scene rendered from the camera (default the front one) -> [B, 3, S, S] in [0, 1]."""
-        return to_prior_input(torch.cat([render(scene, camera, (1.0, 1.0, 1.0), "torch").rgb for scene in scenes]), S)
+    def splat_images(scenes: list, camera=front, alpha: bool = False):
+        """--splats: each scene rendered from the camera (default the front one) -> [B, 3, S, S] in [0, 1]
+        (with alpha: also the alpha [B, S, S, 1])."""
+        out = [render(scene, camera, (1.0, 1.0, 1.0), "torch") for scene in scenes]
+        rgb = to_prior_input(torch.cat([o.rgb for o in out]), S)
+        return (rgb, to_prior_input(torch.cat([o.alpha for o in out]), S).permute(0, 2, 3, 1)) if alpha else rgb
 
     def image(logit: torch.Tensor) -> torch.Tensor:
         """--optimise's parameters [B, 3, N, N] -> the image [B, 3, S, S] in [0, 1] the prior sees."""
@@ -254,8 +259,8 @@ def main() -> None:
         calls, seconds = prior.runner.calls - calls_before, round(time.time() - begin, 1)
         if args.optimise:
             with torch.no_grad():
-                final = splat_images(scenes) if args.splats else image(logit)
-            scored, images[name] = scores(final, pixels=True)
+                final, alpha = splat_images(scenes, alpha=True) if args.splats else (image(logit), None)
+            scored, images[name] = scores(final, pixels=True, alpha=alpha)
         else:
             scored, images[name] = scores(x)
         results[name] = {"fields": fields, **scored, "unet_calls": calls, "kappa_std_by_step": kappa_std, "seconds": seconds}
