@@ -271,7 +271,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
         shipped.to(dtype)
         rec = torch.cat([vae_round_trip(shipped, x[i:i + 128]) for i in range(0, x.shape[0], 128)])
         scores = psnr(rec, x)
-        plain, patterned = held["pattern"] == 0, held["pattern"] > 0
+        patterned = held["pattern"] > 0
         on_object = (x < 0.9).any(1, keepdim=True).float()
         colour_error = round(float(((rec - x).abs() * on_object).sum() / on_object.sum() / 3), 4)  # mean |error| on object pixels
     (args.out / "vae").mkdir(parents=True, exist_ok=True)
@@ -283,8 +283,7 @@ def train_vae(args, device: str, pool: dict) -> dict:
             "vae_lr": args.vae_lr, "vae_kl": args.kl, "vae_spectral": args.vae_spectral, "vae_scale_equivariance": args.vae_scale_equivariance, "latent_channels": vae.config.latent_channels, "vae_decoder_only": args.vae_decoder_only, "vae_encoder_only": args.vae_encoder_only, "vae_pool": args.pool, "vae_final_losses": losses[-5:],
             "scaling_factor": vae.config.scaling_factor, "vae_widths": list(vae.config.block_out_channels),
             "vae_layers": vae.config.layers_per_block, "vae_parameters": sum(p.numel() for p in vae.parameters()),
-            "vae_psnr_held_out": round(float(scores.mean()), 2), "vae_psnr_plain": round(float(scores[plain].mean()), 2),
-            "vae_psnr_patterned": round(float(scores[patterned].mean()), 2), "vae_psnr_worst": round(float(scores.min()), 2)}
+            **{f"vae_psnr_{'held_out' if k == 'all' else k}": v for k, v in psnr_split(scores, patterned).items()}}
 
 
 def prompt_table(tokenizer, device: str) -> torch.Tensor:
@@ -441,7 +440,7 @@ def samples(args, device: str) -> dict:
     pipe = StableDiffusionPipeline.from_pretrained(str(args.pipeline or args.out / "pipeline"), dtype=torch.float16 if device == "cuda" else torch.float32)
     pipe.to(device).set_progress_bar_config(disable=True)
     readers = [load_recogniser(device, patterns=True, folder=folder) for folder in args.recogniser or [None]]
-    g = torch.Generator(device=device).manual_seed(123)
+    g = torch.Generator(device=device).manual_seed(123 + args.seed)  # seed 0: the card's draw
     sources = ("samples", "world", "round_trip", *(("decoder_fit",) if args.fit_latents else ()))
     hits = [{source: no_hits() for source in sources} for _ in readers]  # per reader
     vae32 = copy.deepcopy(pipe.vae).float() if args.fit_latents else None  # the fit's Adam steps in fp32
@@ -498,7 +497,8 @@ def front_views(device: str):
 def vae_readings(args, device: str) -> dict:
     """The samples table's hundred world renders read as rendered and through each VAE of --vae
     (encoded to the posterior mean, decoded; fp16 on a GPU as shipped, fp32 on a CPU): what a perfect
-    UNet on each VAE would score, without sampling a UNet; read by the first --recogniser."""
+    UNet on each VAE would score, without sampling a UNet; read by the first --recogniser. Also each
+    round trip's PSNR on these renders (mean over all, the plain and the patterned ones)."""
     from diffusers import AutoencoderKL
 
     from gsdi.eval.recogniser import load_recogniser, recognise
@@ -508,12 +508,14 @@ def vae_readings(args, device: str) -> dict:
     vaes = {str(f): AutoencoderKL.from_pretrained(str(f), torch_dtype=torch.float16 if device == "cuda" else torch.float32).to(device).eval()
             for f in args.vae}
     hits = {source: no_hits() for source in ("world", *vaes)}
-    pictures = []
+    scores, patterned, pictures = {name: [] for name in vaes}, [], []
     for cat, asked, world in front_views(device):
         read_as = {"world": world}
         with torch.no_grad():
             for name, vae in vaes.items():
                 read_as[name] = vae_round_trip(vae, world.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+                scores[name].append(psnr(read_as[name].float().flatten(1), world.flatten(1)).cpu())
+        patterned += [p is not None for _, _, p, _ in asked]
         for source, images in read_as.items():
             count_named(hits[source], asked, recognise(reader, images))
         pictures.append(torch.stack(list(read_as.values()), 1).flatten(0, 1).cpu())  # per render: as rendered, then each VAE's
@@ -521,7 +523,14 @@ def vae_readings(args, device: str) -> dict:
         add_totals(table)
     write_png(args.out / "readings.png", image_grid(torch.cat(pictures), 5 * (1 + len(vaes))))  # a row: five renders, each with its round trips
     return {"readings_recogniser": str((args.recogniser or [None])[0]), "recognised_world_renders": hits["world"],
-            "recognised_vae_round_trips": {name: hits[name] for name in vaes}}
+            "recognised_vae_round_trips": {name: hits[name] for name in vaes},
+            "vae_psnr_front_views": {name: psnr_split(torch.cat(s), torch.tensor(patterned)) for name, s in scores.items()}}
+
+
+def psnr_split(scores: torch.Tensor, patterned: torch.Tensor) -> dict:
+    """Per-image PSNRs [N] -> their means over all, the plain and the patterned images, and the worst."""
+    return {"all": round(float(scores.mean()), 2), "plain": round(float(scores[~patterned].mean()), 2),
+            "patterned": round(float(scores[patterned].mean()), 2), "worst": round(float(scores.min()), 2)}
 
 
 def reading_columns(hits: dict) -> dict:
@@ -605,7 +614,7 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=50, help="samples: DDIM steps")
     parser.add_argument("--pipeline", type=Path, default=None, help="samples: the pipeline folder (default: OUT/pipeline)")
     parser.add_argument("--vae", type=Path, nargs="+", default=None, help="readings: VAE folders whose round trips are read")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training draws; samples: another draw of the sampling noise (0: the card's)")
     parser.add_argument("--recogniser", type=Path, nargs="+", default=None,
                         help="samples: folders with pattern_recogniser.safetensors to read them (default: the shipped one); "
                              "the first one's readings are the card's, the others' go under other_readers")
