@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from gsdi.guidance.ddim import ddim_invert, ddim_sample, sampling_grid
 from gsdi.priors import TextCond, load_prior
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/training_args.py
+from training_args import candidate_world_arguments, use_candidate_world  # noqa: E402
 
 PROMPTS = ["a red castle", "a blue car", "a yellow duck", "a purple lamp", "a green tree", "a brown table"]
 
@@ -47,7 +52,9 @@ def main() -> None:
     parser.add_argument("--prior", default="embedded")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--kappa", action="store_true", help="SDI's clean-start noise size instead of the round trip")
+    candidate_world_arguments(parser)  # --zoom: the world render framed as the prior's training views (1.5 for "world")
     args = parser.parse_args()
+    use_candidate_world(args)
     prior = load_prior(args.prior, torch.device(args.device))
     if args.kappa:
         return clean_start_kappa(prior)
@@ -79,7 +86,7 @@ def clean_start_kappa(prior) -> None:
     S = prior.image_size
     sample = ddim_sample(lambda x, t: prior.predict_noise(x, t, text, 7.5), start_noise(prior, 1, seed=1),
                          prior.alphas_cumprod, sampling_steps(prior, 50))
-    render = front_references("a red castle", 1, S)[:1].permute(0, 3, 1, 2).to(prior.device)
+    render = front_references("a red castle", 1, S)[0][:1].permute(0, 3, 1, 2).to(prior.device)
     images = {"ddim_sample": prior.decode(sample), "world_render": render,
               "blurred_render": F.avg_pool2d(render, 5, 1, 2, count_include_pad=False), "grey_disc": disc_start(S).to(prior.device)}
     settings = {"cfg1": GuidanceConfig(method="sdi", inversion_start=0, inversion_steps=10),
