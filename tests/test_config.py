@@ -47,6 +47,20 @@ def test_a_range_is_set_from_the_command_line(text):
     assert make_config("a castle", **{"camera.fov_range": text}).camera.fov_range == (30.0, 50.0)
 
 
+def test_the_world_prior_frames_its_views_as_it_was_trained():
+    """--prior world draws its random views 1.5x closer (the field of view its renders were made at);
+    the pixel prior keeps the world's own framing, and --set still chooses."""
+    import math
+
+    from gsdi.config import ORBIT_FOV, WORLD_ZOOM
+
+    lo, hi = make_config("a blue car with yellow stripes", prior="world").camera.fov_range
+    assert WORLD_ZOOM == 1.5 and (round(lo, 2), round(hi, 2)) == (27.28, 50.05)
+    assert math.tan(math.radians(ORBIT_FOV[1] / 2)) / math.tan(math.radians(hi / 2)) == pytest.approx(WORLD_ZOOM)
+    assert make_config("a blue car", prior="embedded").camera.fov_range == ORBIT_FOV
+    assert make_config("a blue car", prior="world", **{"camera.fov_range": "30,50"}).camera.fov_range == (30.0, 50.0)
+
+
 @pytest.mark.parametrize("prompt, preset, overrides, message", [
     ("   ", "default", {}, "prompt is empty"),
     ("a castle", "fast", {}, "unknown preset"),
