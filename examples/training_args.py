@@ -51,9 +51,8 @@ def use_candidate_world(args: argparse.Namespace) -> None:
         objects.PERIOD = tuple(args.period)  # build_object draws each instance's period from it
     if args.zoom is not None:
         import gsdi.config as config
-        from gsdi.cameras import zoomed_fov
 
-        config.ORBIT_FOV = zoomed_fov(config.ORBIT_FOV, args.zoom)  # sample_orbits reads it at each call
+        config.ORBIT_FOV = config.zoomed_fov(config.ORBIT_FOV, args.zoom)  # sample_orbits reads it at each call
 
 
 def training_start(args: argparse.Namespace) -> str:

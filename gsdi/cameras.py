@@ -11,7 +11,6 @@ view. Cameras are OpenCV style: x right, y down, z forward; `viewmats` map world
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -130,10 +129,3 @@ def camera_positions(viewmats: Tensor) -> Tensor:
     """World positions [C, 3] of cameras given world-to-camera matrices [C, 4, 4]."""
     R, t = viewmats[:, :3, :3], viewmats[:, :3, 3]
     return -(R.transpose(1, 2) @ t[:, :, None])[:, :, 0]
-
-
-def zoomed_fov(fov_range: tuple[float, float], zoom: float) -> tuple[float, float]:
-    """A vertical field-of-view range (degrees) narrowed so that what it shows appears zoom times larger."""
-    assert zoom > 0, zoom
-    lo, hi = (math.degrees(2 * math.atan(math.tan(math.radians(f / 2)) / zoom)) for f in fov_range)
-    return lo, hi

@@ -8,6 +8,7 @@ Python API takes it. Presets are partial overrides on top of the defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -56,6 +57,13 @@ class OptimConfig:
 ORBIT_RADIUS = (1.5, 2.0)  # distance to the origin, world units (objects are about 0.6 across)
 ORBIT_FOV = (40.0, 70.0)  # vertical field of view, degrees
 ORBIT_ELEVATION = (-10.0, 45.0)  # degrees, positive looks down
+
+
+def zoomed_fov(fov_range: tuple[float, float], zoom: float) -> tuple[float, float]:
+    """A vertical field-of-view range (degrees) narrowed so that what it shows appears zoom times larger."""
+    assert zoom > 0, zoom
+    lo, hi = (math.degrees(2 * math.atan(math.tan(math.radians(f / 2)) / zoom)) for f in fov_range)
+    return lo, hi
 
 
 @dataclass
@@ -208,8 +216,6 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
     # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the world's priors (README and docs/results.md, Guidance)
     given.setdefault("guidance.perp_neg", recipe.get("guidance.perp_neg", not is_world_prior(given.get("prior", DEFAULT_PRIOR))))
     if given.get("prior", DEFAULT_PRIOR) == "world":  # its random views framed as the views it was trained on
-        from gsdi.cameras import zoomed_fov
-
         given.setdefault("camera.fov_range", zoomed_fov(ORBIT_FOV, WORLD_ZOOM))
     for key, value in {**recipe, **given}.items():
         _set(config, key, value)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gsdi.cameras import camera_positions, eval_orbits, orbit_cameras, sample_orbits, zoomed_fov
+from gsdi.cameras import camera_positions, eval_orbits, orbit_cameras, sample_orbits
+from gsdi.config import zoomed_fov
 from gsdi.prompts import view_word
 
 

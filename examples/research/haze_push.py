@@ -28,8 +28,8 @@ import sys
 
 import torch
 
-from gsdi.cameras import FRONT_VIEWS, sample_orbits, zoomed_fov
-from gsdi.config import ORBIT_FOV, GuidanceConfig
+from gsdi.cameras import FRONT_VIEWS, sample_orbits
+from gsdi.config import ORBIT_FOV, GuidanceConfig, zoomed_fov
 from gsdi.guidance import Rng, guidance_loss
 from gsdi.eval.evaluate import reference_objects
 from gsdi.priors import TextCond, load_prior

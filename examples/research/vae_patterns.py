@@ -45,8 +45,8 @@ from pathlib import Path
 import torch
 
 import gsdi.world.objects as objects
-from gsdi.cameras import sample_orbits, zoomed_fov
-from gsdi.config import ORBIT_FOV
+from gsdi.cameras import sample_orbits
+from gsdi.config import ORBIT_FOV, zoomed_fov
 from gsdi.eval.patterns import band_energy
 from gsdi.world.language import describe
 from gsdi.world.objects import PALETTE
