@@ -514,7 +514,7 @@ def vae_readings(args, device: str) -> dict:
         with torch.no_grad():
             for name, vae in vaes.items():
                 read_as[name] = vae_round_trip(vae, world.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-                scores[name].append(psnr(read_as[name].float().flatten(1), world.flatten(1)).cpu())
+                scores[name].append(psnr(read_as[name].float(), world).cpu())
         patterned += [p is not None for _, _, p, _ in asked]
         for source, images in read_as.items():
             count_named(hits[source], asked, recognise(reader, images))

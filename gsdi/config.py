@@ -206,16 +206,17 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
     Raises GsdiError with a one-line message on an unknown preset/key or an invalid value.
     """
     given = {k.replace("__", "."): v for k, v in overrides.items() if v is not None}  # None: not given
+    prior = given.get("prior", DEFAULT_PRIOR)
     if preset == "auto":
-        preset = "default" if is_world_prior(given.get("prior", DEFAULT_PRIOR)) else "stable-diffusion"
+        preset = "default" if is_world_prior(prior) else "stable-diffusion"
     if preset not in PRESETS:
         raise GsdiError(f"unknown preset {preset!r}; choose auto or one of: {', '.join(PRESETS)}")
     config = GenerateConfig(prompt=prompt, preset=preset)
     recipe = PRESETS[preset]
     given.setdefault("guidance.method", recipe.get("guidance.method", "auto"))
     # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the world's priors (README and docs/results.md, Guidance)
-    given.setdefault("guidance.perp_neg", recipe.get("guidance.perp_neg", not is_world_prior(given.get("prior", DEFAULT_PRIOR))))
-    if given.get("prior", DEFAULT_PRIOR) == "world":  # its random views framed as the views it was trained on
+    given.setdefault("guidance.perp_neg", recipe.get("guidance.perp_neg", not is_world_prior(prior)))
+    if prior == "world":  # its random views framed as the views it was trained on
         given.setdefault("camera.fov_range", zoomed_fov(ORBIT_FOV, WORLD_ZOOM))
     for key, value in {**recipe, **given}.items():
         _set(config, key, value)
