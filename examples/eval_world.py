@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 import gsdi
-from gsdi.config import GuidanceConfig
+from gsdi.config import GuidanceConfig, prior_fov_range
 from gsdi.formats import read_any
 from gsdi.media import image_grid, write_png
 from gsdi.guidance import Rng, guidance_loss, timestep
@@ -202,7 +202,7 @@ def main() -> None:
     for prompt in args.prompts:
         spec = parse(prompt)
         inst_rgb, inst_alpha = render_instances(reference_objects(spec, args.instances), cams, device)
-        ddim[prompt], samples = yard.ddim(prior, prompt, spec, seed=args.seed)
+        ddim[prompt], samples = yard.ddim(prior, prompt, spec, seed=args.seed, fov_range=prior_fov_range(args.prior))
         if recogniser is not None:
             ddim[prompt].update(recognised(recogniser, samples, spec))
         print(json.dumps({"prompt": prompt, **ddim[prompt]}), flush=True)

@@ -216,8 +216,7 @@ def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> Generate
     given.setdefault("guidance.method", recipe.get("guidance.method", "auto"))
     # Perp-Neg: on for Stable Diffusion (the paper's 3D runs use it), off for the world's priors (README and docs/results.md, Guidance)
     given.setdefault("guidance.perp_neg", recipe.get("guidance.perp_neg", not is_world_prior(prior)))
-    if prior == "world":  # its random views framed as the views it was trained on
-        given.setdefault("camera.fov_range", zoomed_fov(ORBIT_FOV, WORLD_ZOOM))
+    given.setdefault("camera.fov_range", prior_fov_range(prior))  # its random views framed as the views it was trained on
     for key, value in {**recipe, **given}.items():
         _set(config, key, value)
     resolve_auto_method(config)
@@ -241,6 +240,11 @@ def resolve_auto_method(config: GenerateConfig) -> None:
 
 WORLD_PRIORS = ("world", "embedded")  # shipped in the package, by name: the latent and the pixel prior of gsdi's world
 WORLD_ZOOM = 1.5  # the latent world prior ("world") saw the training orbits framed this much closer (its MODEL_CARD.md)
+
+
+def prior_fov_range(prior: str) -> tuple[float, float]:
+    """The training orbits' field-of-view range (degrees) that frames objects as `prior` saw them."""
+    return zoomed_fov(ORBIT_FOV, WORLD_ZOOM) if prior == "world" else ORBIT_FOV
 
 
 def is_world_prior(name: str) -> bool:

@@ -139,3 +139,16 @@ def test_ddim_reference_returns_the_prior_clean_image_when_ddim_is_exact(gaussia
         out = ddim_reference(gaussian_prior, "a castle", ["front", "back"], seed=0, steps=10, scale=1.0, denoise_ratio=ratio)
         assert out.shape == (2, 8, 8, 3)
         assert torch.allclose(out, want.clamp(0, 1).expand_as(out).to(out.dtype), atol=1e-6), ratio
+
+
+def test_the_ddim_reference_asks_for_views_framed_as_the_prior_saw_them():
+    """The latent prior was trained 1.5x closer: its DDIM reference is scored against instances seen
+    through its own narrower fields of view; the pixel prior's keep the orbits' range."""
+    from gsdi.config import ORBIT_FOV, prior_fov_range
+
+    yard = Yardstick(critic=None, size=32)
+    for prior in ("world", "embedded"):
+        lo, hi = prior_fov_range(prior)
+        fov = yard.ddim_cameras(seed=0, views=64, fov_range=prior_fov_range(prior)).fov
+        assert lo <= fov.min() and fov.max() <= hi and fov.max() - fov.min() > 0.5 * (hi - lo), prior
+    assert prior_fov_range("embedded") == ORBIT_FOV and prior_fov_range("world")[1] < ORBIT_FOV[1]

@@ -181,18 +181,20 @@ class Yardstick:
         return {"fidelity_kid": round(kid(fake, self.reference_features(spec, cams, key)), 5),
                 "sharpness": round(sharpness(self.critic, views), 4)}
 
-    def ddim_cameras(self, seed: int = 0, views: int = 16) -> Cameras:
-        """The random training orbits whose view words the DDIM reference asks for (drawn with `seed`)."""
-        return sample_orbits(views, self.size, self.size, torch.Generator().manual_seed(seed))
+    def ddim_cameras(self, seed: int = 0, views: int = 16, fov_range: tuple[float, float] | None = None) -> Cameras:
+        """The random training orbits whose view words the DDIM reference asks for (drawn with `seed`;
+        `fov_range`: the framing the prior was trained on, gsdi.config.prior_fov_range; None: the orbits')."""
+        return sample_orbits(views, self.size, self.size, torch.Generator().manual_seed(seed), fov_range=fov_range)
 
     def ddim(self, prior, prompt: str, spec: Prompt, seed: int = 0, views: int = 16,
-             denoise_ratio: float | None = DENOISE_RATIO) -> tuple[dict, Tensor]:
+             denoise_ratio: float | None = DENOISE_RATIO,
+             fov_range: tuple[float, float] | None = None) -> tuple[dict, Tensor]:
         """The 2D reference: `views` DDIM samples of the prompt with the view words of ddim_cameras(seed),
-        scored against the instances seen from those cameras -> ({"ddim_fidelity_kid", "ddim_sharpness"},
-        samples [views, S, S, 3])."""
-        cams = self.ddim_cameras(seed, views)
+        scored against the instances seen from those cameras (framed by `fov_range`, as the prior saw its
+        views) -> ({"ddim_fidelity_kid", "ddim_sharpness"}, samples [views, S, S, 3])."""
+        cams = self.ddim_cameras(seed, views, fov_range)
         samples = ddim_reference(prior, prompt, cams.view_words(), seed, denoise_ratio=denoise_ratio).cpu()
-        scored = self.score(spec, samples, cams, key=f"orbits-{seed}-{views}")
+        scored = self.score(spec, samples, cams, key=f"orbits-{seed}-{views}-{fov_range}")
         return {"ddim_fidelity_kid": scored["fidelity_kid"], "ddim_sharpness": scored["sharpness"]}, samples
 
 
