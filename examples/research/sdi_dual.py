@@ -61,6 +61,9 @@ from gsdi.eval.critic import load_critic
 from gsdi.eval.evaluate import critic_features, kid, reference_objects
 from gsdi.eval.patterns import pattern_contrast
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/training_args.py
+from training_args import candidate_world_arguments, use_candidate_world  # noqa: E402
+
 PROMPTS = ["a red castle", "a blue house", "a green tree", "a white snowman", "a red mushroom", "a blue car",
            "an orange rocket", "a yellow duck", "a purple lamp", "a brown table"]
 PAPER = {"method": "sdi", "inversion_start": 0, "inversion_cfg_scale": -7.5, "inversion_eta": 0.3, "inversion_steps": 10}
@@ -148,10 +151,15 @@ def main() -> None:
                         help="--splats: cameras at azimuths spread over -40..40 (all front views), one a level in turn; "
                              "scored from the front one")
     parser.add_argument("--verbose", action="store_true", help="print t, t', kappa std and max |target| at every step")
+    parser.add_argument("--critic", choices=["plain", "patterns"], default="plain",
+                        help="the KID's critic: plain (64 px, docs/eval/yardstick) or patterns (128 px, has seen patterns "
+                             "averaged away, docs/eval/yardstick_patterns)")
+    candidate_world_arguments(parser)  # --zoom: the references framed as the prior's training views (1.5 for "world")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if (args.pixels or args.splats) and not args.optimise:
         parser.error("--pixels and --splats shape the image --optimise moves: give --optimise LR")
+    use_candidate_world(args)
     args.out.mkdir(parents=True, exist_ok=True)
 
     device = torch.device(args.device)
@@ -162,7 +170,7 @@ def main() -> None:
     text = TextCond(prior.text_embeddings([f"{p}, front view" for p in prompts]), prior.text_embeddings([""] * len(prompts)))
     references = [front_references(p, args.instances, S, args.references) for p in args.prompts]
     refs = [rgb.to(device) for rgb, _ in references]
-    critic = load_critic("cpu")
+    critic = load_critic("cpu", patterns=args.critic == "patterns")
     ref_features = [critic_features(critic, rgb) for rgb, _ in references]
 
     def scores(x: torch.Tensor, pixels: bool = False, alpha: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
