@@ -48,5 +48,5 @@ PRESETS: dict[str, dict[str, Any]] = {
 CPU_SECONDS: dict[tuple[str, str, str], float] = {
     ("embedded", "preview", "sds"): 50, ("embedded", "default", "sds"): 115, ("embedded", "default", "sdi"): 320,
     ("embedded", "long", "sds"): 347,
-    ("world", "default", "sds"): 330, ("world", "preview", "sds"): 74,  # "a blue car with yellow stripes", 2026-12-04, the 8-channel prior
+    ("world", "default", "sds"): 259, ("world", "preview", "sds"): 74,  # "a blue car with yellow stripes", 2026-12-04, the 8-channel prior
 }
