@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from gsdi.config import prior_fov_range
 from gsdi.media import image_grid, write_png
 from gsdi.eval import degrade
 from gsdi.world import parse
@@ -98,14 +99,15 @@ def main() -> None:
                      ("phase scrambled between views", 0.0), ("plain, the object's own colour", 0.0), ("part removed: main", 0.0)]
         pictures.append(torch.stack([conditions[k][0, 8] for k in shown]))
         if prior is not None:
-            ddim = {name: yard.ddim(prior, prompt, spec, seed=0, denoise_ratio=ratio)
+            fov = prior_fov_range(args.prior)  # the prior's samples are framed as its training views
+            ddim = {name: yard.ddim(prior, prompt, spec, seed=0, denoise_ratio=ratio, fov_range=fov)
                     for name, ratio in (("DDIM-50 reference (x0 at noise ratio 0.3)", DENOISE_RATIO),
                                         ("DDIM-50 to the clean image (with grain)", None))}
-            orbits = yard.ddim_cameras(seed=0)
+            orbits = yard.ddim_cameras(seed=0, fov_range=fov)
             world, _ = render_instances(reference_objects(spec, 1, HELD_OUT_SEED), orbits, device)
             grained = degrade.noise(world[0].permute(0, 3, 1, 2), 0.05, g).permute(0, 2, 3, 1)
             ddim["world renders + the prior's grain (noise 0.05)"] = (
-                {f"ddim_{k}": v for k, v in yard.score(spec, grained, orbits, key="orbits-0-16").items()}, grained)
+                {f"ddim_{k}": v for k, v in yard.score(spec, grained, orbits, key=yard.orbits_key(0, 16, fov)).items()}, grained)
             for name, (scored, _) in ddim.items():
                 rows.append({"prompt": prompt, "condition": name, "strength": 0.0,
                              "fidelity_kid": scored["ddim_fidelity_kid"], "sharpness": scored["ddim_sharpness"]})

@@ -148,7 +148,7 @@ def test_the_ddim_reference_asks_for_views_framed_as_the_prior_saw_them():
 
     yard = Yardstick(critic=None, size=32)
     for prior in ("world", "embedded"):
-        lo, hi = prior_fov_range(prior)
-        fov = yard.ddim_cameras(seed=0, views=64, fov_range=prior_fov_range(prior)).fov
+        lo, hi = fov_range = prior_fov_range(prior)
+        fov = yard.ddim_cameras(seed=0, views=64, fov_range=fov_range).fov
         assert lo <= fov.min() and fov.max() <= hi and fov.max() - fov.min() > 0.5 * (hi - lo), prior
     assert prior_fov_range("embedded") == ORBIT_FOV and prior_fov_range("world")[1] < ORBIT_FOV[1]

@@ -186,6 +186,11 @@ class Yardstick:
         `fov_range`: the framing the prior was trained on, gsdi.config.prior_fov_range; None: the orbits')."""
         return sample_orbits(views, self.size, self.size, torch.Generator().manual_seed(seed), fov_range=fov_range)
 
+    @staticmethod
+    def orbits_key(seed: int = 0, views: int = 16, fov_range: tuple[float, float] | None = None) -> str:
+        """The reference cache's key for views seen by ddim_cameras(seed, views, fov_range)."""
+        return f"orbits-{seed}-{views}-{fov_range}"
+
     def ddim(self, prior, prompt: str, spec: Prompt, seed: int = 0, views: int = 16,
              denoise_ratio: float | None = DENOISE_RATIO,
              fov_range: tuple[float, float] | None = None) -> tuple[dict, Tensor]:
@@ -194,7 +199,7 @@ class Yardstick:
         views) -> ({"ddim_fidelity_kid", "ddim_sharpness"}, samples [views, S, S, 3])."""
         cams = self.ddim_cameras(seed, views, fov_range)
         samples = ddim_reference(prior, prompt, cams.view_words(), seed, denoise_ratio=denoise_ratio).cpu()
-        scored = self.score(spec, samples, cams, key=f"orbits-{seed}-{views}-{fov_range}")
+        scored = self.score(spec, samples, cams, key=self.orbits_key(seed, views, fov_range))
         return {"ddim_fidelity_kid": scored["fidelity_kid"], "ddim_sharpness": scored["sharpness"]}, samples
 
 
