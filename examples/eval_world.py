@@ -154,8 +154,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-steps", type=int, default=0, help="steps of the 2D analogue (0: skip it)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
-                        help=f"any of {', '.join(METHODS)}, or NAME='{{\"guidance.field\": value, ...}}' for a variant")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"any of {', '.join(METHODS)}, or NAME='{{\"guidance.field\": value, ...}}' for a variant "
+                             f"(default: {' '.join(DEFAULT_METHODS)}); with --merge, keep only these methods' rows")
     parser.add_argument("--device", default="cpu", help="where the generations, world renders and the prior run (auto, cpu, cuda)")
     parser.add_argument("--critic", choices=["auto", "plain", "patterns"], default="auto",
                         help="the yardstick's critic: plain (64 px, docs/eval/yardstick), patterns (128 px, has seen "
@@ -163,8 +164,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None, help="where the generations go (default: a temporary folder)")
     args = parser.parse_args()
     if args.merge:
-        merge(args.merge, args.out)
+        merge(args.merge, args.out, args.methods)
         return
+    args.methods = args.methods or list(DEFAULT_METHODS)
     for i, text in enumerate(args.methods):  # NAME={...}: a named set of config overrides
         if "={" in text:
             name, fields = text.split("={", 1)
@@ -246,17 +248,47 @@ def main() -> None:
     write_results(args.out, [command], rows, ddim, analogue, image_grid(torch.cat(grid_rows), len(AZIMUTHS)))
 
 
-def merge(folders: list[Path], out: Path) -> None:
-    """One table from several eval_world outputs (runs split over processes): rows, DDIM references
-    and grids in the order given."""
+def grid_blocks(folder: Path) -> list[tuple[list[dict], list]]:
+    """One eval_world output (or a --merge of several) cut by prompt, in its grid's order: per prompt of
+    each run, its rows and its grid's rows [world instance, DDIM samples, one per method], each an
+    image [H, W*len(AZIMUTHS), 3]."""
+    import itertools
+
     import numpy as np
     from PIL import Image
 
+    rows = json.loads((folder / "eval.json").read_text())["rows"]
+    grid = np.asarray(Image.open(folder / "grid.png").convert("RGB"))
+    size = grid.shape[1] // len(AZIMUTHS)
+    out, at = [], 0
+    for _, block in itertools.groupby(rows, key=lambda r: r["prompt"]):  # one prompt of one run
+        block = list(block)
+        out.append((block, [grid[(at + i) * size:(at + i + 1) * size] for i in range(2 + len(block))]))
+        at += 2 + len(block)
+    assert at * size == grid.shape[0], f"{folder}: {at} rows of {size} px, its grid is {grid.shape[0]} px high"
+    return out
+
+
+def merge(folders: list[Path], out: Path, keep: list[str] | None = None) -> None:
+    """One table from several eval_world outputs (runs split over processes): rows, DDIM references
+    and grids in the order given; with `keep`, only those methods' rows."""
+    import numpy as np
+
+    missing = [str(f) for f in folders if not (f / "eval.json").is_file() or not (f / "grid.png").is_file()]
+    if missing:
+        raise SystemExit(f"error: no eval_world output (eval.json and grid.png) in {', '.join(missing)}")
     parts = [json.loads((f / "eval.json").read_text()) for f in folders]
     commands = [c for p in parts for c in (p["commands"] if "commands" in p else [p["command"]])]
-    grid = np.concatenate([np.asarray(Image.open(f / "grid.png").convert("RGB")) for f in folders])
-    write_results(out, commands, [r for p in parts for r in p["rows"]], {k: v for p in parts for k, v in p["ddim"].items()},
-                  {k: v for p in parts for k, v in p["image_analogue"].items()}, grid)
+    rows, grid = [], []
+    for folder in folders:
+        for block, images in grid_blocks(folder):
+            kept = [i for i, r in enumerate(block) if keep is None or r["method"] in keep]
+            if kept:
+                rows += [block[i] for i in kept]
+                grid += images[:2] + [images[2 + i] for i in kept]
+    prompts = {r["prompt"] for r in rows}
+    write_results(out, commands, rows, {k: v for p in parts for k, v in p["ddim"].items() if k in prompts},
+                  {k: v for p in parts for k, v in p["image_analogue"].items()}, np.concatenate(grid))
 
 
 def write_results(out: Path, commands: list[str], rows: list[dict], ddim: dict, analogue: dict, grid) -> None:

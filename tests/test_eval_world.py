@@ -1,4 +1,5 @@
-"""examples/eval_world.py --score: any scene file scored against the world without generating."""
+"""examples/eval_world.py --score: any scene file scored against the world without generating; --merge
+and examples/guidance_picture.py cut its grid by prompt and method."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from gsdi.formats import write_ply, write_splat
 
@@ -40,6 +43,26 @@ def test_score_writes_rows_named_after_the_files_and_the_ddim_reference(tmp_path
     assert ddim["ddim_fidelity_kid"] < result["rows"][0]["fidelity_kid"]
     assert ddim["ddim_sharpness"] > result["rows"][0]["sharpness"]
     assert (out / "grid.png").is_file() and "fidelity_kid" in (out / "eval.md").read_text()
+
+    # --merge with --methods keeps those rows and their grid rows (under each prompt's world and DDIM rows).
+    grid = np.asarray(Image.open(out / "grid.png").convert("RGB"))  # [world, DDIM, blob, blob-web] x 8 views
+    size = grid.shape[1] // 8
+    assert grid.shape[0] == 4 * size
+    merged = tmp_path / "merged"
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "eval_world.py"), "--merge", str(out), str(out),
+                           "--methods", "blob-web", "--out", str(merged)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["method"] for r in json.loads((merged / "eval.json").read_text())["rows"]] == ["blob-web", "blob-web"]
+    kept = np.asarray(Image.open(merged / "grid.png").convert("RGB"))
+    assert np.array_equal(kept, np.concatenate([grid[: 2 * size], grid[3 * size:]] * 2))
+    # The README's picture: one view of the world row, one DDIM sample, then the methods asked for, in that order.
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "guidance_picture.py"), "--eval", str(out),
+                           "--methods", "blob-web", "blob", "--view", "2", "--sample", "5", "--out", str(tmp_path / "p.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cell = lambda row, view: grid[row * size:(row + 1) * size, view * size:(view + 1) * size]  # noqa: E731
+    picture = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"))
+    assert np.array_equal(picture, np.concatenate([cell(0, 2), cell(1, 5), cell(3, 2), cell(2, 2)], axis=1))
     bad = subprocess.run([sys.executable, str(ROOT / "examples" / "eval_world.py"), "--score", str(tmp_path / "blob.ply"),
                           "--prompts", "a red castle", "a blue car", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "exactly one prompt" in bad.stderr
