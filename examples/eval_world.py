@@ -135,7 +135,8 @@ def main() -> None:
     parser.add_argument("--prompts", nargs="+", default=["a red castle", "a blue car"])
     parser.add_argument("--score", nargs="+", type=Path, default=None, metavar="SCENE",
                         help="score these scene files (.ply, compressed .ply, .splat) for the one prompt of --prompts "
-                             "instead of generating; each row's method is the file's name without its extension")
+                             "instead of generating; each row's method is the file's name without its extension, or with "
+                             "--methods the name given in the same place")
     parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="DIR",
                         help="write one table to --out from these eval_world output folders (runs split over processes)")
     parser.add_argument("--random-prompts", type=int, default=0, metavar="N",
@@ -166,13 +167,14 @@ def main() -> None:
     if args.merge:
         merge(args.merge, args.out, args.methods)
         return
+    named = args.methods is not None
     args.methods = args.methods or list(DEFAULT_METHODS)
     for i, text in enumerate(args.methods):  # NAME={...}: a named set of config overrides
         if "={" in text:
             name, fields = text.split("={", 1)
             METHODS[name] = json.loads("{" + fields)
             args.methods[i] = name
-        elif text not in METHODS:
+        elif text not in METHODS and args.score is None:  # with --score a name is only a label
             parser.error(f"unknown method {text!r}; choose from {', '.join(METHODS)} or give NAME={{...}}")
     if args.random_prompts:
         args.prompts = random_prompts(args.random_prompts, args.prompt_seed, args.patterned)
@@ -182,7 +184,10 @@ def main() -> None:
         missing = [str(p) for p in args.score if not p.is_file()]
         if missing:
             parser.error(f"no such scene file: {', '.join(missing)}")
-        args.methods = [p.stem for p in args.score]
+        if named and len(args.methods) != len(args.score):
+            parser.error(f"--score has {len(args.score)} scene files and --methods {len(args.methods)} names; give one name a file")
+        if not named:
+            args.methods = [p.stem for p in args.score]
         args.image_steps = 0
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.runs or Path(tempfile.mkdtemp(prefix="gsdi-eval-"))

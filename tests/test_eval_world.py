@@ -66,3 +66,6 @@ def test_score_writes_rows_named_after_the_files_and_the_ddim_reference(tmp_path
     bad = subprocess.run([sys.executable, str(ROOT / "examples" / "eval_world.py"), "--score", str(tmp_path / "blob.ply"),
                           "--prompts", "a red castle", "a blue car", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "exactly one prompt" in bad.stderr
+    bad = subprocess.run([sys.executable, str(ROOT / "examples" / "eval_world.py"), "--score", str(tmp_path / "blob.ply"),
+                          "--prompts", "a red castle", "--methods", "a", "b", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "one name a file" in bad.stderr
