@@ -167,8 +167,8 @@ def main() -> None:
     if args.merge:
         merge(args.merge, args.out, args.methods)
         return
-    named = args.methods is not None
-    args.methods = args.methods or list(DEFAULT_METHODS)
+    if args.methods is None:  # scored files are named after themselves, generations after the default methods
+        args.methods = [p.stem for p in args.score] if args.score is not None else list(DEFAULT_METHODS)
     for i, text in enumerate(args.methods):  # NAME={...}: a named set of config overrides
         if "={" in text:
             name, fields = text.split("={", 1)
@@ -184,10 +184,8 @@ def main() -> None:
         missing = [str(p) for p in args.score if not p.is_file()]
         if missing:
             parser.error(f"no such scene file: {', '.join(missing)}")
-        if named and len(args.methods) != len(args.score):
+        if len(args.methods) != len(args.score):
             parser.error(f"--score has {len(args.score)} scene files and --methods {len(args.methods)} names; give one name a file")
-        if not named:
-            args.methods = [p.stem for p in args.score]
         args.image_steps = 0
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.runs or Path(tempfile.mkdtemp(prefix="gsdi-eval-"))
