@@ -8,6 +8,7 @@
     python examples/train_world_prior.py vae --out runs/wide --vae-widths 64 128 128  # a new VAE of other widths
     python examples/train_world_prior.py vae --out runs/w8 --init-vae runs/wide/vae --latent-channels 8  # more latent room, widened
     python examples/train_world_prior.py unet --out runs/w8 --init-pipeline runs/world/pipeline  # its UNet widened to match
+    python examples/train_world_prior.py tiny --out runs/tiny --vae gsdi/priors/world/vae  # a fast stand-in for its encoder
     python examples/train_world_prior.py readings --out runs/read --vae runs/wide/vae gsdi/priors/world/vae  # samples' renders through each
 
 The result, runs/world/pipeline, is a diffusers StableDiffusionPipeline folder (model_index.json;
@@ -56,7 +57,7 @@ from gsdi.prompts import VIEW_WORDS
 from gsdi.world import CATEGORIES, PALETTE, VOCABULARY, describe, render_pool
 from gsdi.world.shapes import PATTERNS
 from training_args import (  # examples/training_args.py
-    candidate_world_arguments, decoder_latents, denoising_target, ema_step, training_start, use_candidate_world)
+    add_haze, candidate_world_arguments, decoder_latents, denoising_target, ema_step, training_start, use_candidate_world)
 
 CATS, COLOURS = list(CATEGORIES), list(PALETTE)
 SIZE = 128  # render size; latents are SIZE / 4 a side
@@ -284,6 +285,126 @@ def train_vae(args, device: str, pool: dict) -> dict:
             "scaling_factor": vae.config.scaling_factor, "vae_widths": list(vae.config.block_out_channels),
             "vae_layers": vae.config.layers_per_block, "vae_parameters": sum(p.numel() for p in vae.parameters()),
             **{f"vae_psnr_{'held_out' if k == 'all' else k}": v for k, v in psnr_split(scores, patterned).items()}}
+
+
+TINY = {"encoder_block_out_channels": (64, 64, 64), "num_encoder_blocks": (0, 1, 3),
+        "decoder_block_out_channels": (64, 64, 64), "num_decoder_blocks": (2, 1, 0)}  # factor 4, as vae/
+PERTURBATIONS = ("haze", "blur", "tint", "noise")  # tiny: what the encoder's response to is matched
+
+
+def perturb(x: torch.Tensor, kind: str, g: torch.Generator) -> torch.Tensor:
+    """Renders x [B, 3, S, S] in [0, 1] -> a changed copy of the kind score distillation makes of a
+    render: "haze" a tinted cloud on the white ground (training_args.add_haze, any colour, half of them
+    grey), "blur" the render seen 2 or 4 times coarser, "tint" the object's colour shifted, "noise"
+    pixel noise of std 0.01-0.1."""
+    B, _, S, _ = x.shape
+    if kind == "haze":
+        return add_haze(x, None, g, darken=0.5)[0]
+    if kind == "blur":
+        factor = 2 ** int(torch.randint(1, 3, (), generator=g, device=x.device))
+        return F.interpolate(F.avg_pool2d(x, factor), size=S, mode="bilinear", align_corners=False)
+    if kind == "tint":
+        shift = 0.3 * (torch.rand(B, 3, 1, 1, generator=g, device=x.device) - 0.5)
+        return (x + shift * object_mask(x * 2 - 1)).clamp(0, 1)
+    assert kind == "noise", kind
+    std = 0.01 + 0.09 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
+    return (x + std * torch.randn(x.shape, generator=g, device=x.device)).clamp(0, 1)
+
+
+def train_tiny(args, device: str, pool: dict) -> dict:
+    """A diffusers AutoencoderTiny (TAESD's layout) distilled from the VAE of --vae: its encoder regresses
+    the VAE's scaled posterior mean (so its latents are the UNet's, with scaling factor 1 as TAESD's),
+    on the pool's renders and on one perturbed copy of each per kind (PERTURBATIONS), with the change a
+    perturbation makes matched too (--tiny-response weighs it): score distillation's gradient reaches
+    the splats through the encoder's response to such changes. The VAE's latents are computed once (a
+    CPU can afford it). Its decoder learns to draw the renders from the VAE's latents (an eighth of a batch)."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    teacher = AutoencoderKL.from_pretrained(str(args.vae[0]), torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
+    sf = teacher.config.scaling_factor
+    blocks = {"num_encoder_blocks": tuple(args.tiny_blocks)} if args.tiny_blocks else {}
+    if args.init_tiny:  # go on training a stand-in (on fresh renders where --seed differs)
+        tiny = AutoencoderTiny.from_pretrained(str(args.init_tiny), torch_dtype=torch.float32)
+    else:
+        tiny = AutoencoderTiny(**{**TINY, **blocks}, latent_channels=teacher.config.latent_channels)
+    tiny = tiny.to(device).train()
+    optimizer = torch.optim.AdamW(tiny.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    clean = pool["images"]  # uint8 [N, 3, S, S]
+    images = torch.stack([clean, *((perturb(clean.float() / 255, kind, g) * 255).round().byte() for kind in PERTURBATIONS)])  # [1 + K, N, ...]
+    begin = time.perf_counter()
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        targets = torch.stack([torch.cat([teacher.encode(batch.float() / 127.5 - 1).latent_dist.mean.float() * sf
+                                          for batch in version.split(64)]) for version in images])  # [1 + K, N, C, h, w]
+    print(json.dumps({"event": "tiny_targets", "latents": targets.shape[0] * targets.shape[1],
+                      "seconds": round(time.perf_counter() - begin, 1)}), flush=True)
+    step, losses, train_start = 0, [], time.perf_counter()
+    while step < args.max_steps and time.perf_counter() - train_start < 60 * args.vae_minutes:
+        idx = torch.randint(args.pool, (args.vae_batch,), device=device, generator=g)
+        kind = 1 + torch.randint(len(PERTURBATIONS), (args.vae_batch,), device=device, generator=g)
+        x = torch.cat([images[0, idx], images[kind, idx]]).float() / 255
+        target = torch.cat([targets[0, idx], targets[kind, idx]])
+        for group in optimizer.param_groups:
+            group["lr"] = args.vae_lr * min(1.0, (step + 1) / 100)
+        drawn_x = x[:max(1, args.vae_batch // 8)]
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            z = tiny.encode(x * 2 - 1).latents.float()
+            out = (tiny.decode(target[:len(drawn_x)]).sample.float() + 1) / 2
+        fit = (z - target).square().mean()
+        response, wanted = z[args.vae_batch:] - z[:args.vae_batch], target[args.vae_batch:] - target[:args.vae_batch]
+        response_error = (response - wanted).square().mean() / wanted.square().mean().clamp(min=1e-8)
+        weight = 1 + (OBJECT_WEIGHT - 1) * F.max_pool2d(object_mask(drawn_x * 2 - 1), 5, 1, 2)
+        drawn = (weight * (out - drawn_x).abs()).mean() / OBJECT_WEIGHT
+        loss = fit + args.tiny_response * response_error + drawn
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tiny.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % args.tiny_log_every == 0:
+            losses.append(round(loss.item(), 5))
+            print(json.dumps({"event": "tiny", "step": step, "fit": round(fit.item(), 5), "response": round(response_error.item(), 4),
+                              "drawn": round(drawn.item(), 5), "seconds": round(time.perf_counter() - train_start, 1)}), flush=True)
+    train_s = time.perf_counter() - train_start
+    tiny.eval()
+    figures = {"tiny_steps": step, "tiny_train_s": round(train_s, 1), "tiny_batch": args.vae_batch, "tiny_lr": args.vae_lr,
+               "tiny_pool": args.pool, "tiny_response_weight": args.tiny_response, "tiny_final_losses": losses[-5:],
+               "tiny_teacher": str(args.vae[0]), "tiny_init": str(args.init_tiny), "tiny_encoder_blocks": list(tiny.config.num_encoder_blocks),
+               "tiny_encoder_parameters": sum(p.numel() for p in tiny.encoder.parameters()),
+               "tiny_decoder_parameters": sum(p.numel() for p in tiny.decoder.parameters())}
+    (args.out / "vae_tiny").mkdir(parents=True, exist_ok=True)
+    tiny.to(torch.float16).save_pretrained(args.out / "vae_tiny", safe_serialization=True)
+    shipped = AutoencoderTiny.from_pretrained(str(args.out / "vae_tiny"), torch_dtype=teacher.dtype).to(device).eval()
+    held = render_pool(args.tiny_held_out, args.seed + 1, SIZE, device, batch=RENDER_BATCH, patterned=0.5)
+    figures.update(tiny_readings(teacher, shipped, held, args.out))
+    return figures
+
+
+@torch.no_grad()
+def tiny_readings(teacher, tiny, held: dict, out: Path) -> dict:
+    """On held-out renders: the tiny encoder's latents against the VAE's (relative squared error: the
+    error's mean square over the VAE latents' variance), its response to each perturbation against the
+    VAE's (error over the response's mean square), PSNR of the renders through the VAE, through the VAE's
+    decoder from the tiny latents, and through the tiny one alone; tiny_roundtrip.png shows them."""
+    sf = teacher.config.scaling_factor
+    x = held["images"].float() / 255
+    g = torch.Generator(device=x.device).manual_seed(7)
+    kl = torch.cat([teacher.encode(x[i:i + 128] * 2 - 1).latent_dist.mean * sf for i in range(0, len(x), 128)])
+    z = torch.cat([tiny.encode(x[i:i + 128] * 2 - 1).latents.float() for i in range(0, len(x), 128)])
+    figures = {"tiny_latent_error": round(float((z - kl).square().mean() / kl.var()), 5)}
+    for kind in PERTURBATIONS:
+        changed = perturb(x, kind, g)
+        wanted = teacher.encode(changed * 2 - 1).latent_dist.mean * sf - kl
+        response = tiny.encode(changed * 2 - 1).latents.float() - z
+        figures[f"tiny_response_error_{kind}"] = round(float((response - wanted).square().mean() / wanted.square().mean()), 4)
+    patterned = held["pattern"] > 0
+    through = {"vae": decoded(teacher, kl / sf), "vae_decoder_tiny_latents": decoded(teacher, z / sf),
+               "tiny": ((tiny.decode(z).sample.float() + 1) / 2).clamp(0, 1)}
+    for name, images in through.items():
+        figures[f"tiny_psnr_{name}"] = psnr_split(psnr(images, x).cpu(), patterned.cpu())
+    rows = torch.stack([x[:16], *(images[:16] for images in through.values())], 1).flatten(0, 1)
+    write_png(out / "tiny_roundtrip.png", image_grid(rows.permute(0, 2, 3, 1), 8))  # per render: it, VAE, VAE decoder of tiny latents, tiny
+    return figures
 
 
 def prompt_table(tokenizer, device: str) -> torch.Tensor:
@@ -564,8 +685,9 @@ def count_named(hits: dict, asked: list[tuple], read: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["vae", "unet", "all", "samples", "readings"],
-                        help="all: vae, then unet on the same renders; readings: the samples' world renders through the VAEs of --vae")
+    parser.add_argument("stage", choices=["vae", "unet", "all", "samples", "readings", "tiny"],
+                        help="all: vae, then unet on the same renders; readings: the samples' world renders through the VAEs of --vae; "
+                             "tiny: a fast stand-in for the first --vae's encoder (train_tiny), --vae-minutes, --vae-batch, --vae-lr")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pool", type=int, default=16_000, help="training renders")
     parser.add_argument("--batch", type=int, default=256, help="UNet batch")
@@ -606,6 +728,13 @@ def main() -> None:
                         help="vae: weight of the L1 between the latent average-pooled 2x, decoded, and the render pooled 2x "
                              "(Skorokhodov et al., ICML 2025: a latent that decodes like an image when shrunk has less "
                              "detail below its cell for a UNet to draw; 0: off)")
+    parser.add_argument("--tiny-response", type=float, default=1.0,
+                        help="tiny: weight of the relative error of the encoder's response to a perturbation")
+    parser.add_argument("--init-tiny", type=Path, default=None, help="tiny: continue from this AutoencoderTiny folder")
+    parser.add_argument("--tiny-held-out", type=int, default=512, help="tiny: held-out renders read after training")
+    parser.add_argument("--tiny-log-every", type=int, default=200, help="tiny: steps between log lines")
+    parser.add_argument("--tiny-blocks", type=int, nargs=3, default=None, metavar="N",
+                        help=f"tiny: the encoder's blocks at each of its three sizes (default {TINY['num_encoder_blocks']})")
     parser.add_argument("--kl", type=float, default=1e-5, help="VAE: weight of the KL per latent element")
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--ema", type=float, default=0.999)
@@ -637,6 +766,9 @@ def main() -> None:
             figures.update(train_vae(args, device, pool))
         if args.stage in ("unet", "all"):
             figures.update(train_unet(args, device, pool))
+        if args.stage == "tiny":
+            assert args.vae, "tiny distils the VAE of --vae"
+            figures.update(train_tiny(args, device, pool))
     card_file = args.out / "card.json"
     card = json.loads(card_file.read_text()) if card_file.exists() else {}
     card.update(figures, **{f"{args.stage}_command": "python examples/train_world_prior.py " + shlex.join(sys.argv[1:]),

@@ -1,7 +1,8 @@
 """What the training scripts share: the command line of examples/train_recogniser.py and
 examples/train_critic.py, and the priors' start and optimiser step with its weight average
 (train_embedded_prior.py, train_world_prior.py), their denoising objective, and latents fitted
-through a VAE's decoder (train_world_prior.py, research/vae_patterns.py)."""
+through a VAE's decoder (train_world_prior.py, research/vae_patterns.py), and a haze on a render's
+white ground (research/haze_encoder.py, train_world_prior.py tiny)."""
 
 from __future__ import annotations
 
@@ -116,3 +117,28 @@ def decoder_latents(vae, x, steps: int, lr: float = 0.03, start=None):
             loss.backward()
             optimizer.step()
     return z.detach()
+
+
+def add_haze(x, tints, g, uniform: bool = False, darken: float = 0.0):
+    """Renders x [B, 3, S, S] in [0, 1] -> (the same with a haze on their white ground, the haze's pixels
+    [B, 1, S, S] bool). tints [K, 3, 1, 1] to draw from, or None for any colour of the RGB cube; uniform:
+    every pixel of a cloud tinted (else a random tenth to half of them); darken: with tints None, the
+    share of clouds that are a plain grey."""
+    import torch
+    import torch.nn.functional as F
+
+    B, _, S, _ = x.shape
+    ground = (x > 0.97).all(1, keepdim=True)
+    density = 0.1 + 0.4 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
+    density = torch.ones_like(density) if uniform else density  # drawn either way: the later draws stay those without --uniform
+    strength = 0.05 + 0.35 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
+    cloud = F.interpolate(torch.rand(B, 1, 8, 8, generator=g, device=x.device), size=S, mode="bilinear") > 0.5
+    haze = (torch.rand(B, 1, S, S, generator=g, device=x.device) < density) & ground & cloud
+    if tints is None:
+        tint = torch.rand(B, 3, 1, 1, generator=g, device=x.device)
+        if darken > 0:  # that share of the clouds a plain grey: a darkening of the white ground
+            grey = torch.rand(B, 1, 1, 1, generator=g, device=x.device).expand(B, 3, 1, 1)
+            tint = torch.where(torch.rand(B, 1, 1, 1, generator=g, device=x.device) < darken, grey, tint)
+    else:
+        tint = tints[torch.randint(len(tints), (B,), generator=g, device=x.device)]  # [B, 3, 1, 1]
+    return torch.where(haze, (1 - strength) * x + strength * tint, x), haze

@@ -187,9 +187,9 @@ def _run_job(job: Job, config: GenerateConfig, folder: Path, priors: dict, progr
     status: dict[str, Any] = {"index": job.index, "prompt": job.prompt, "options": job.options}
     try:
         prepare_output_dir(folder, force=True)  # a folder without metrics.json holds only an unfinished run
-        key = (config.prior, config.device, config.cuda_graphs)
+        key = (config.prior, config.device, config.cuda_graphs, config.prior_encoder)
         if key not in priors:
-            priors[key] = load_prior(config.prior, resolve_device(config.device), config.cuda_graphs)
+            priors[key] = load_prior(config.prior, resolve_device(config.device), config.cuda_graphs, config.prior_encoder)
         result = run(config, folder, progress=progress, prior=priors[key], gen=_stopped_run(config, folder, priors[key]))
         status.update(status="done", num_gaussians=result.num_gaussians, ms_per_step=result.ms_per_step)
     except GsdiError as error:

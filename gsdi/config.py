@@ -180,6 +180,11 @@ class GenerateConfig:
     turntable_frames: int = TURNTABLE_FRAMES  # turntable.mp4 (.gif without the video extra) at the end; 0: none
     checkpoint_every: int = 250  # steps between checkpoints (0: only at the end and on Ctrl-C/SIGTERM)
     cuda_graphs: bool = True  # replay the no-grad UNet calls from captured CUDA graphs (CUDA only)
+    # What encodes renders for a latent prior: vae, its VAE's encoder; vae_tiny, the folder's vae_tiny/ (a
+    # diffusers AutoencoderTiny whose encoder stands in for the VAE's, about 4x cheaper on a CPU:
+    # examples/train_world_prior.py tiny distils one); auto: vae_tiny where the folder has one, else vae.
+    # The world prior ships none (research log, 2026-12-05 (evening): one trained on a CPU lost the castle).
+    prior_encoder: Literal["auto", "vae", "vae_tiny"] = "auto"
     # CPU threads; 0: chosen at the start from the cores that other work leaves free (OMP_NUM_THREADS,
     # when set, is used instead); metrics.json and the checkpoint record the number used, and --resume
     # uses it again.
@@ -283,6 +288,7 @@ def validate(config: GenerateConfig) -> None:
         (config.densify.max_gaussians >= config.scene.num_points, "densify.max_gaussians must be >= scene.num_points"),
         (0.0 <= config.densify.grow_quantile <= 1.0, "densify.grow_quantile must be in [0, 1]"),
         (config.log_every >= 1, "log_every must be at least 1"),
+        (config.prior_encoder in ("auto", "vae", "vae_tiny"), f"prior_encoder must be auto, vae or vae_tiny (got {config.prior_encoder!r})"),
         (config.cpu_threads >= 0, f"cpu_threads must be 0 (chosen from the free cores) or more (got {config.cpu_threads})"),
         (config.checkpoint_every >= 0, f"--checkpoint-every must be 0 (only at the end) or more (got {config.checkpoint_every})"),
     ]

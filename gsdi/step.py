@@ -49,7 +49,7 @@ class Generation:
         self.backend = resolve_backend(config.render.backend, self.device)
         self.rng = Rng.seeded(config.seed, self.device)
         torch.manual_seed(config.seed)  # gsplat's densification samples from torch's global generators
-        self.prior = prior if prior is not None else load_prior(config.prior, self.device, config.cuda_graphs)
+        self.prior = prior if prior is not None else load_prior(config.prior, self.device, config.cuda_graphs, config.prior_encoder)
         prompts = [config.prompt, config.negative_prompt]
         if config.camera.view_dependent_prompt:
             prompts += view_prompts(config.prompt, VIEW_WORDS)

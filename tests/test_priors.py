@@ -164,3 +164,49 @@ def test_offline_stable_diffusion_fails_fast_with_one_line(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "--prior FOLDER" in lines[0] and "config.json" not in lines[0], proc.stderr
         assert not (tmp_path / "sd").exists()
+
+
+@pytest.fixture(scope="module")
+def sd_with_tiny_vae(tiny_sd, tmp_path_factory):
+    """The tiny random folder with a vae_tiny/ beside its vae/: a random AutoencoderTiny of the same factor."""
+    import shutil
+
+    from diffusers import AutoencoderTiny
+
+    folder = tmp_path_factory.mktemp("sd_tiny_vae") / "sd"
+    shutil.copytree(tiny_sd, folder)
+    torch.manual_seed(3)
+    AutoencoderTiny(encoder_block_out_channels=(4, 4), num_encoder_blocks=(0, 1), decoder_block_out_channels=(4, 4),
+                    num_decoder_blocks=(1, 0), latent_channels=4).save_pretrained(folder / "vae_tiny", safe_serialization=True)
+    return folder
+
+
+def test_a_folders_tiny_vae_encodes_renders_unless_told_otherwise(sd_with_tiny_vae, tiny_sd):
+    from gsdi.priors import load_prior
+
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    fast = load_prior(str(sd_with_tiny_vae), torch.device("cpu"))  # auto: the folder's vae_tiny/
+    assert fast.tiny_vae is not None
+    latents = fast.encode(images)
+    assert latents.shape == (2, 4, 32, 32)
+    assert torch.equal(latents, fast.tiny_vae.encode(images * 2 - 1).latents)  # the tiny encoder alone, no posterior noise
+    latents.sum().backward()
+    assert images.grad.abs().sum() > 0
+    full = load_prior(str(sd_with_tiny_vae), torch.device("cpu"), encoder="vae")
+    assert full.tiny_vae is None
+    mean = full.vae.encode(images.detach() * 2 - 1).latent_dist.mean * full.scaling_factor
+    assert not torch.allclose(full.encode(images.detach()), latents.detach(), atol=1e-3)
+    assert (full.encode(images.detach()) - mean).abs().max() < 1  # the VAE's posterior sample, as without a vae_tiny/
+    with pytest.raises(GsdiError, match="has no vae_tiny/"):
+        load_prior(str(tiny_sd), torch.device("cpu"), encoder="vae_tiny")
+    with pytest.raises(GsdiError, match="works on pixels"):
+        load_prior("embedded", torch.device("cpu"), encoder="vae_tiny")
+
+
+def test_prior_encoder_takes_only_its_three_values():
+    from gsdi.config import make_config
+
+    assert make_config("a castle", prior="world").prior_encoder == "auto"
+    assert make_config("a castle", prior="world", prior_encoder="vae").prior_encoder == "vae"
+    with pytest.raises(GsdiError, match="prior_encoder must be auto, vae or vae_tiny"):
+        make_config("a castle", prior="world", prior_encoder="taesd")

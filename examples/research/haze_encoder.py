@@ -34,32 +34,9 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/training_args.py
-from training_args import candidate_world_arguments, use_candidate_world  # noqa: E402
+from training_args import add_haze, candidate_world_arguments, use_candidate_world  # noqa: E402
 
 HAZE_WEIGHT = 5.0
-
-
-def add_haze(x: torch.Tensor, tints: torch.Tensor | None, g: torch.Generator, uniform: bool = False,
-             darken: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Renders x [B, 3, S, S] in [0, 1] -> (the same with a haze on their white ground, the haze's pixels
-    [B, 1, S, S] bool). tints [K, 3, 1, 1] to draw from, or None for any colour of the RGB cube; uniform:
-    every pixel of a cloud tinted (else a random tenth to half of them); darken: with tints None, the
-    share of clouds that are a plain grey."""
-    B, _, S, _ = x.shape
-    ground = (x > 0.97).all(1, keepdim=True)
-    density = 0.1 + 0.4 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
-    density = torch.ones_like(density) if uniform else density  # drawn either way: the later draws stay those without --uniform
-    strength = 0.05 + 0.35 * torch.rand(B, 1, 1, 1, generator=g, device=x.device)
-    cloud = F.interpolate(torch.rand(B, 1, 8, 8, generator=g, device=x.device), size=S, mode="bilinear") > 0.5
-    haze = (torch.rand(B, 1, S, S, generator=g, device=x.device) < density) & ground & cloud
-    if tints is None:
-        tint = torch.rand(B, 3, 1, 1, generator=g, device=x.device)
-        if darken > 0:  # that share of the clouds a plain grey: a darkening of the white ground
-            grey = torch.rand(B, 1, 1, 1, generator=g, device=x.device).expand(B, 3, 1, 1)
-            tint = torch.where(torch.rand(B, 1, 1, 1, generator=g, device=x.device) < darken, grey, tint)
-    else:
-        tint = tints[torch.randint(len(tints), (B,), generator=g, device=x.device)]  # [B, 3, 1, 1]
-    return torch.where(haze, (1 - strength) * x + strength * tint, x), haze
 
 
 def haze_gain(latent: torch.Tensor, hazy_latent: torch.Tensor, x: torch.Tensor, hazy: torch.Tensor,

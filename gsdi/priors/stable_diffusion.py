@@ -1,7 +1,9 @@
 """Stable Diffusion as a gsdi prior, loaded with diffusers (hub id or local folder, safetensors only).
 
 Only the parts score distillation needs are loaded: UNet, VAE, CLIP text encoder and tokenizer, and
-the scheduler's noise schedule (no safety checker, no pipeline). Weights are fp16 on CUDA, fp32 on CPU.
+the scheduler's noise schedule (no safety checker, no pipeline), and a folder's vae_tiny/ (a diffusers
+AutoencoderTiny, TAESD's layout, whose encoder stands in for the VAE's; GenerateConfig.prior_encoder).
+Weights are fp16 on CUDA, fp32 on CPU.
 
 Tests and benchmarks build folders in the same layout with random weights (tests/random_sd.py), so
 loading, guidance and speed can be tested where no weights can be downloaded.
@@ -22,6 +24,7 @@ from gsdi.prompts import TextCond
 
 WORLD = Path(__file__).parent / "world"  # gsdi's latent world prior, in this format (world/MODEL_CARD.md)
 LAYOUT = "a diffusers folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/"
+TINY_VAE = "vae_tiny"  # the subfolder of a fast stand-in for the VAE's encoder (an AutoencoderTiny), where a folder has one
 
 # Stable Diffusion 2.1 base's DDIM scheduler config (also the embedded prior's noise schedule).
 SD21_BASE_SCHEDULER = {
@@ -31,11 +34,12 @@ SD21_BASE_SCHEDULER = {
 
 
 class StableDiffusionPrior:
-    """Latent-space prior: encode = VAE encoder (512^2 RGB -> 4x64^2 latents for SD 2.1 base)."""
+    """Latent-space prior: encode = VAE encoder (512^2 RGB -> 4x64^2 latents for SD 2.1 base), or
+    `tiny_vae`'s encoder where given (an AutoencoderTiny whose latents are the VAE's scaled ones)."""
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, device: torch.device):
-        self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
-        for module in (unet, vae, text_encoder):
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, device: torch.device, tiny_vae=None):
+        self.unet, self.vae, self.text_encoder, self.tokenizer, self.tiny_vae = unet, vae, text_encoder, tokenizer, tiny_vae
+        for module in (unet, vae, text_encoder, *([tiny_vae] if tiny_vae is not None else [])):
             module.requires_grad_(False).eval()
         self.device = device
         self.dtype = unet.dtype
@@ -49,15 +53,20 @@ class StableDiffusionPrior:
         self.language: Callable[[str], object] | None = None  # checks a prompt's words (the world prior's grammar)
 
     @classmethod
-    def load(cls, name: str, device: torch.device) -> "StableDiffusionPrior":
-        """Load from a hub id (e.g. stabilityai/stable-diffusion-2-1-base) or a local folder."""
+    def load(cls, name: str, device: torch.device, encoder: str = "auto") -> "StableDiffusionPrior":
+        """Load from a hub id (e.g. stabilityai/stable-diffusion-2-1-base) or a local folder; `encoder`
+        (GenerateConfig.prior_encoder) says whether renders are encoded by the folder's vae_tiny/."""
         folder = Path(name).expanduser()
         looks_local = folder.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
         if looks_local and not folder.is_dir():
             raise GsdiError(f"prior folder {name!r} does not exist; give a hub id or {LAYOUT}")
         source = str(folder) if looks_local else hub_source(name)  # before the heavy imports: fails fast offline
+        has_tiny = (Path(source) / TINY_VAE / "config.json").is_file()
+        if encoder == "vae_tiny" and not has_tiny:
+            raise GsdiError(f"prior_encoder=vae_tiny: {name!r} has no {TINY_VAE}/ folder (a diffusers AutoencoderTiny); "
+                            "use prior_encoder=vae or auto")
 
-        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
         _quiet()
@@ -65,6 +74,8 @@ class StableDiffusionPrior:
         try:
             unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, use_safetensors=True)
             vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, use_safetensors=True)
+            tiny = (AutoencoderTiny.from_pretrained(source, subfolder=TINY_VAE, torch_dtype=dtype, use_safetensors=True).to(device)
+                    if has_tiny and encoder != "vae" else None)
             text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", use_safetensors=True)
             tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
             scheduler_config = _read_scheduler_config(source)
@@ -73,11 +84,13 @@ class StableDiffusionPrior:
             where = "this folder" if looks_local else "the hub (no network here?); download it elsewhere and pass --prior FOLDER"
             raise GsdiError(f"could not load Stable Diffusion weights from {name!r} ({reason[:200]}); "
                             f"check {where}: it must be {LAYOUT}, with .safetensors weights") from None
-        return cls(unet.to(device), vae.to(device), text_encoder.to(device, dtype), tokenizer, scheduler_config, device)
+        return cls(unet.to(device), vae.to(device), text_encoder.to(device, dtype), tokenizer, scheduler_config, device, tiny)
 
     def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         B = images.shape[0]
         assert images.shape == (B, 3, self.image_size, self.image_size), images.shape
+        if self.tiny_vae is not None:  # the VAE's scaled posterior mean, approximately (no posterior noise)
+            return self.tiny_vae.encode((images * 2 - 1).to(self.dtype)).latents.float() * self.tiny_vae.config.scaling_factor
         posterior = self.vae.encode((images * 2 - 1).to(self.dtype)).latent_dist
         return posterior.sample(generator=generator).float() * self.scaling_factor
 
