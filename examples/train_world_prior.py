@@ -321,8 +321,8 @@ def train_tiny(args, device: str, pool: dict) -> dict:
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     teacher = AutoencoderKL.from_pretrained(str(args.vae[0]), torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
-    sf = teacher.config.scaling_factor
     blocks = {"num_encoder_blocks": tuple(args.tiny_blocks)} if args.tiny_blocks else {}
+    assert not (args.init_tiny and blocks), "--tiny-blocks shapes a new stand-in; --init-tiny keeps its own"
     if args.init_tiny:  # go on training a stand-in (on fresh renders where --seed differs)
         tiny = AutoencoderTiny.from_pretrained(str(args.init_tiny), torch_dtype=torch.float32)
     else:
@@ -334,8 +334,8 @@ def train_tiny(args, device: str, pool: dict) -> dict:
     images = torch.stack([clean, *((perturb(clean.float() / 255, kind, g) * 255).round().byte() for kind in PERTURBATIONS)])  # [1 + K, N, ...]
     begin = time.perf_counter()
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        targets = torch.stack([torch.cat([teacher.encode(batch.float() / 127.5 - 1).latent_dist.mean.float() * sf
-                                          for batch in version.split(64)]) for version in images])  # [1 + K, N, C, h, w]
+        targets = torch.stack([torch.cat([scaled_mean(teacher, batch.float() / 255).float() for batch in version.split(64)])
+                               for version in images])  # [1 + K, N, C, h, w]
     print(json.dumps({"event": "tiny_targets", "latents": targets.shape[0] * targets.shape[1],
                       "seconds": round(time.perf_counter() - begin, 1)}), flush=True)
     step, losses, train_start = 0, [], time.perf_counter()
@@ -380,6 +380,11 @@ def train_tiny(args, device: str, pool: dict) -> dict:
     return figures
 
 
+def scaled_mean(vae, x: torch.Tensor) -> torch.Tensor:
+    """Images x [N, 3, H, W] in [0, 1] -> the VAE's posterior mean times its scaling factor (the UNet's latents)."""
+    return vae.encode(x * 2 - 1).latent_dist.mean * vae.config.scaling_factor
+
+
 @torch.no_grad()
 def tiny_readings(teacher, tiny, held: dict, out: Path) -> dict:
     """On held-out renders: the tiny encoder's latents against the VAE's (relative squared error: the
@@ -389,12 +394,12 @@ def tiny_readings(teacher, tiny, held: dict, out: Path) -> dict:
     sf = teacher.config.scaling_factor
     x = held["images"].float() / 255
     g = torch.Generator(device=x.device).manual_seed(7)
-    kl = torch.cat([teacher.encode(x[i:i + 128] * 2 - 1).latent_dist.mean * sf for i in range(0, len(x), 128)])
-    z = torch.cat([tiny.encode(x[i:i + 128] * 2 - 1).latents.float() for i in range(0, len(x), 128)])
+    kl = torch.cat([scaled_mean(teacher, batch) for batch in x.split(128)])
+    z = torch.cat([tiny.encode(batch * 2 - 1).latents.float() for batch in x.split(128)])
     figures = {"tiny_latent_error": round(float((z - kl).square().mean() / kl.var()), 5)}
     for kind in PERTURBATIONS:
         changed = perturb(x, kind, g)
-        wanted = teacher.encode(changed * 2 - 1).latent_dist.mean * sf - kl
+        wanted = scaled_mean(teacher, changed) - kl
         response = tiny.encode(changed * 2 - 1).latents.float() - z
         figures[f"tiny_response_error_{kind}"] = round(float((response - wanted).square().mean() / wanted.square().mean()), 4)
     patterned = held["pattern"] > 0

@@ -39,8 +39,9 @@ class StableDiffusionPrior:
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, device: torch.device, tiny_vae=None):
         self.unet, self.vae, self.text_encoder, self.tokenizer, self.tiny_vae = unet, vae, text_encoder, tokenizer, tiny_vae
-        for module in (unet, vae, text_encoder, *([tiny_vae] if tiny_vae is not None else [])):
-            module.requires_grad_(False).eval()
+        for module in (unet, vae, text_encoder, tiny_vae):
+            if module is not None:
+                module.requires_grad_(False).eval()
         self.device = device
         self.dtype = unet.dtype
         self.alphas_cumprod, self.steps_offset = noise_schedule(scheduler_config, device)
