@@ -221,7 +221,7 @@ def _stopped_run(config: GenerateConfig, folder: Path, prior: Any) -> "Generatio
         tensors, meta = read_checkpoint(folder)
     except GsdiError:  # damaged: start again
         return None
-    if GenerateConfig.from_dict(meta["config"]).to_dict() != config.to_dict() or meta["step"] >= config.steps:
+    if GenerateConfig.from_dict(meta["config"]).to_dict() != config.to_dict() or meta["step"] >= config.total_steps:
         return None
     return restored(config, tensors, meta, prior)
 

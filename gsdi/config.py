@@ -168,6 +168,26 @@ class DensifyConfig:
 
 
 @dataclass
+class RefineConfig:
+    """Refinement after the score-distillation steps (gsdi/guidance/refine.py): a buffer of `views`
+    target images, each the prior's few-step DDIM sample from the current render noised to t (SDEdit);
+    every step fits the render of one buffer view to its target (pixel MSE), and every `refresh_every`
+    steps one view's target is made anew from the current scene, t falling from t_start to t_end (an
+    iterative dataset update). Off by default: tested on the latent world prior after 500 steps, it
+    drew the car's yellow as bands along its sides, but the yardstick rated all five prompts tried less
+    sharp and three further from the world (research log, 2026-12-05 (last)); `--steps 500 --set
+    refine.steps=720` runs what was tested."""
+
+    steps: int = 0  # steps after `steps` score-distillation ones; 0: no refinement
+    views: int = 8  # buffer views, at evenly spaced azimuths (random offset), random elevation, distance and fov
+    refresh_every: int = 30  # steps between two refreshes; each makes one view's target anew
+    t_start: int = 400  # the noise level of the first targets, falling linearly to t_end at the last step
+    t_end: int = 100
+    ddim_steps: int = 5  # DDIM steps from t to the clean image, with guidance.cfg_scale
+    lr_scale: float = 0.5  # the optimisers' learning rates are this times optim's (means: means_lr), fresh Adam state
+
+
+@dataclass
 class GenerateConfig:
     prompt: str = ""
     negative_prompt: str = ""
@@ -195,6 +215,12 @@ class GenerateConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     densify: DensifyConfig = field(default_factory=DensifyConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+
+    @property
+    def total_steps(self) -> int:
+        """Score-distillation steps, then refinement steps: what the progress bar counts."""
+        return self.steps + self.refine.steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -288,6 +314,11 @@ def validate(config: GenerateConfig) -> None:
         (config.densify.max_gaussians >= config.scene.num_points, "densify.max_gaussians must be >= scene.num_points"),
         (0.0 <= config.densify.grow_quantile <= 1.0, "densify.grow_quantile must be in [0, 1]"),
         (config.log_every >= 1, "log_every must be at least 1"),
+        (config.refine.steps >= 0, f"refine.steps must be 0 (no refinement) or more (got {config.refine.steps})"),
+        (config.refine.views >= 1 and config.refine.refresh_every >= 1 and config.refine.ddim_steps >= 1,
+         "refine.views, refine.refresh_every and refine.ddim_steps must be at least 1"),
+        (0 <= config.refine.t_end <= config.refine.t_start <= 999, "need 0 <= refine.t_end <= refine.t_start <= 999"),
+        (config.refine.lr_scale > 0, "refine.lr_scale must be positive"),
         (config.prior_encoder in ("auto", "vae", "vae_tiny"), f"prior_encoder must be auto, vae or vae_tiny (got {config.prior_encoder!r})"),
         (config.cpu_threads >= 0, f"cpu_threads must be 0 (chosen from the free cores) or more (got {config.cpu_threads})"),
         (config.checkpoint_every >= 0, f"--checkpoint-every must be 0 (only at the end) or more (got {config.checkpoint_every})"),

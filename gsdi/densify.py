@@ -12,6 +12,8 @@ the loss and `clean` removes the ones fainter than `clean_opa` (docs/research-lo
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from gsdi.config import DensifyConfig
@@ -37,6 +39,18 @@ class Densifier:
         )
         self.strategy.check_sanity(params, optimizers)
         self.state = self.strategy.initialize_state(scene_scale=scene_scale)
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(tensors as `densify.{key}`, JSON-able scalars) of the strategy's state and its growth threshold."""
+        tensors = {f"densify.{k}": v for k, v in self.state.items() if torch.is_tensor(v)}
+        scalars = {k: v for k, v in self.state.items() if not torch.is_tensor(v)}
+        return tensors, {"densify_scalars": scalars, "grow_grad2d": self.strategy.grow_grad2d}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], device) -> None:
+        """Put `state_dict`'s halves (within larger dicts) back."""
+        self.state.update(meta["densify_scalars"])
+        self.state.update({k[len("densify."):]: v.to(device) for k, v in tensors.items() if k.startswith("densify.")})
+        self.strategy.grow_grad2d = meta["grow_grad2d"]
 
     def pre_backward(self, params, optimizers, step: int, meta: dict) -> None:
         if self.config.enabled:

@@ -68,3 +68,11 @@ def render(
         backgrounds=bg.contiguous(),
     )
     return RenderOutput(rgb=rgb, alpha=alpha, meta=meta)
+
+
+def to_prior_input(rgb: torch.Tensor, size: int) -> torch.Tensor:
+    """Renders [B, H, W, 3] -> [B, 3, size, size] (bilinear resize when H != size)."""
+    images = rgb.permute(0, 3, 1, 2)
+    if images.shape[-1] != size or images.shape[-2] != size:
+        images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return images

@@ -95,8 +95,8 @@ def resume_run(out: Path, progress: bool = True, on_log=None) -> GenerateResult:
     tensors, meta = read_checkpoint(out)
     config = GenerateConfig.from_dict(meta["config"])
     validate(config)
-    if meta["step"] >= config.steps:
-        raise GsdiError(f"the generation in {out} already finished its {config.steps} steps; nothing to resume")
+    if meta["step"] >= config.total_steps:
+        raise GsdiError(f"the generation in {out} already finished its {config.total_steps} steps; nothing to resume")
     return run(config, out, progress, gen=restored(config, tensors, meta), on_log=on_log)
 
 
@@ -166,13 +166,13 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
 
     saved: list[int] = []  # the steps checkpointed in this run
 
-    with StopSignals() as stop, StepProgress(config.steps, enabled=progress, start=gen.step) as bar:
+    with StopSignals() as stop, StepProgress(config.total_steps, enabled=progress, start=gen.step) as bar:
         if gen.device.type == "cpu" and gen.step == 0:
             bar.note(gen.threads_note)
             bar.note(expected_cpu_time(config))
         if gen.step > 0:
-            bar.note(f"resuming at step {gen.step} of {config.steps}")
-        while gen.step < config.steps:
+            bar.note(f"resuming at step {gen.step} of {config.total_steps}")
+        while gen.step < config.total_steps:
             start = time.perf_counter()
             try:
                 record = gen.advance()
@@ -192,8 +192,8 @@ def run(config: GenerateConfig, out: Path, progress: bool = True, prior=None, ge
             if stop.received is not None:
                 checkpoint()
                 write_scene(out, gen.params)
-                raise Interrupted(stop.received, gen.step, config.steps, out)
-            if config.checkpoint_every and gen.step % config.checkpoint_every == 0 and gen.step < config.steps:
+                raise Interrupted(stop.received, gen.step, config.total_steps, out)
+            if config.checkpoint_every and gen.step % config.checkpoint_every == 0 and gen.step < config.total_steps:
                 checkpoint()
     checkpoint()
     return write_outputs(gen, out)
@@ -223,12 +223,12 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
         turntable = write_turntable(dict(gen.params.items()), out / TURNTABLE, frames=config.turntable_frames,
                                     size=config.render.preview_size, elevation=config.camera.eval_elevation,
                                     fov=config.camera.eval_fov, backend=gen.backend).name
-    result = GenerateResult(out, config, gen.num_gaussians, gen.seconds, 1000 * gen.seconds / config.steps, peak,
+    result = GenerateResult(out, config, gen.num_gaussians, gen.seconds, 1000 * gen.seconds / config.total_steps, peak,
                             gen.history)
     write_json(out / METRICS, {
         "device": torch.cuda.get_device_name(gen.device) if gen.device.type == "cuda" else "cpu",
         "renderer": gen.backend, "render_size": gen.size, "prior_image_size": gen.prior.image_size,
-        "cuda_graphs": gen.prior.runner.graphs, "steps": config.steps, "seconds": gen.seconds,
+        "cuda_graphs": gen.prior.runner.graphs, "steps": config.total_steps, "seconds": gen.seconds,
         "ms_per_step": result.ms_per_step, "peak_memory_mb": peak, "num_gaussians": result.num_gaussians,
         "skipped_steps": gen.skipped_steps, "cpu_threads": gen.cpu_threads, "turntable": turntable,
         "history": gen.history,
@@ -243,9 +243,9 @@ def expected_cpu_time(config: GenerateConfig) -> str | None:
     seconds = CPU_SECONDS.get((config.prior, config.preset, config.guidance.method))
     if seconds is None:
         return None
-    seconds *= config.steps / PRESETS[config.preset].get("steps", GenerateConfig.steps)  # measured at the preset's steps
+    seconds *= config.total_steps / PRESETS[config.preset].get("steps", GenerateConfig.steps)  # measured at the preset's steps
     took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-    return f"CPU: {config.preset} ({config.steps} steps) took about {took} on a 2-core AMD EPYC; ETA below"
+    return f"CPU: {config.preset} ({config.total_steps} steps) took about {took} on a 2-core AMD EPYC; ETA below"
 
 
 def out_of_memory_advice(config: GenerateConfig, device: "torch.device") -> str:

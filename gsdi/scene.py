@@ -62,8 +62,9 @@ def sh_degree_of(params: torch.nn.ParameterDict) -> int:
     return int(round(math.sqrt(1 + params["shN"].shape[1]))) - 1
 
 
-def make_optimizers(params: torch.nn.ParameterDict, config: OptimConfig) -> dict[str, torch.optim.Adam]:
-    """One Adam per parameter with one param group each (what gsplat's strategies expect)."""
+def make_optimizers(params: torch.nn.ParameterDict, config: OptimConfig, lr_scale: float = 1.0) -> dict[str, torch.optim.Adam]:
+    """One Adam per parameter with one param group each (what gsplat's strategies expect), at the
+    configured learning rates times `lr_scale` (the refinement's)."""
     lrs = {
         "means": config.means_lr,
         "scales": config.scales_lr,
@@ -73,9 +74,28 @@ def make_optimizers(params: torch.nn.ParameterDict, config: OptimConfig) -> dict
         "shN": config.shN_lr,
     }
     return {
-        name: torch.optim.Adam([{"params": params[name], "lr": lrs[name], "name": name}], eps=1e-15)
+        name: torch.optim.Adam([{"params": params[name], "lr": lrs[name] * lr_scale, "name": name}], eps=1e-15)
         for name in params
     }
+
+
+def optimizer_tensors(optimizers: dict[str, torch.optim.Adam]) -> dict[str, Tensor]:
+    """Each Adam's moments and step count, as `optim.{name}.{key}` tensors (a checkpoint's)."""
+    tensors = {}
+    for name, optimizer in optimizers.items():
+        (param,) = optimizer.param_groups[0]["params"]
+        tensors.update({f"optim.{name}.{key}": torch.as_tensor(value) for key, value in optimizer.state.get(param, {}).items()})
+    return tensors
+
+
+def load_optimizer_tensors(optimizers: dict[str, torch.optim.Adam], tensors: dict[str, Tensor], device) -> None:
+    """Put `optimizer_tensors`' output (within a larger dict) back into optimizers of the same params."""
+    for name, optimizer in optimizers.items():
+        (param,) = optimizer.param_groups[0]["params"]
+        prefix = f"optim.{name}."
+        state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        if state:
+            optimizer.state[param] = {k: (v if k == "step" else v.to(device)) for k, v in state.items()}
 
 
 def means_lr(step: int, total: int, config: OptimConfig) -> float:

@@ -2,9 +2,10 @@
 
 Read `Generation.advance` top to bottom for one step: sample cameras -> render -> encode -> pick t ->
 guidance loss (+ the late opacity penalty) -> backward -> (skip if not finite) -> optimizer step ->
-densify and remove faint Gaussians -> (log). Each line calls a module that does one job. The loop
-around the steps, checkpoints and outputs are gsdi/run.py's; `state_dict` / `load_state_dict`
-are what a checkpoint holds (gsdi/checkpoint.py writes and reads the file).
+densify and remove faint Gaussians -> (log). Each line calls a module that does one job. Then
+`refine_advance` for config.refine.steps: one view's render pulled to its target (gsdi/guidance/refine.py).
+The loop, checkpoints and outputs are gsdi/run.py's; `state_dict` / `load_state_dict` are what a
+checkpoint holds (gsdi/checkpoint.py writes and reads the file).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Generation:
         self.skipped_steps = 0  # steps whose loss or gradient was not finite (not applied)
         self.bad_in_a_row = 0
         self.held: dict[str, Any] | None = None  # the current level's views, t and noise (guidance.hold_steps > 1)
+        self.buffer = None  # the refinement's views and targets (gsdi.guidance.refine.Buffer)
 
     @property
     def num_gaussians(self) -> int:
@@ -73,10 +75,12 @@ class Generation:
         from gsdi.cameras import orbit_cameras, sample_orbits
         from gsdi.guidance import guidance_loss, kept_noise, timestep
         from gsdi.prompts import perp_neg_text, text_cond
-        from gsdi.render import render
+        from gsdi.render import render, to_prior_input
         from gsdi.scene import update_learning_rates
 
         config, cam, gcfg, prior, step = self.config, self.config.camera, self.config.guidance, self.prior, self.step
+        if step >= config.steps:
+            return self.refine_advance()
         B, T = cam.views_per_step, prior.alphas_cumprod.shape[0]
         held = self.held if step % gcfg.hold_steps else None  # a level's views, t and noise (guidance.hold_steps)
         if held is None:
@@ -98,62 +102,76 @@ class Generation:
             self.held = {"orbit": orbit, "t": t, "t_noisy": guided.t_noisy, "noise": guided.noise}
         x0.retain_grad()
         loss = guided.loss + self.densifier.opacity_penalty(self.params, step)
-        loss.backward()
-        self.step = step + 1
-        if not self._finite(loss):
-            self.skipped_steps += 1
-            self.bad_in_a_row += 1
-            self.optimizers_zero_grad()
-            if self.bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
-                raise NonFiniteError(
-                    f"the loss or its gradient was not finite {self.bad_in_a_row} steps in a row (last at step {self.step}); "
-                    "lower the learning rates or the CFG scale, or try another --seed")
+        if not self._apply(loss):
             return None
-        self.bad_in_a_row = 0
-        for optimizer in self.optimizers.values():
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
         update_learning_rates(self.optimizers, step + 1, config.steps, config.optim)
         self.densifier.post_backward(self.params, self.optimizers, step, rendered.meta)
         self.densifier.clean(self.params, self.optimizers, step)
-        if self.step % config.log_every and self.step != config.steps:
+        if self.step % config.log_every and self.step != config.total_steps:
             return None
         return {"step": self.step, "t": guided.t, "t_noisy": guided.t_noisy, "loss": guided.loss.item(),
                 "grad_x0": x0.grad.norm().item(), "gaussians": self.num_gaussians}
+
+    def refine_advance(self) -> dict[str, Any] | None:
+        """One refinement step (config.RefineConfig): fresh optimisers and the buffer at the first, one view's
+        target made anew every refresh_every; then one buffer view's render pulled to its target (pixel MSE)."""
+        from gsdi.guidance.refine import Buffer, draw_orbit, make_targets, refine_t
+        from gsdi.render import render, to_prior_input
+        from gsdi.scene import make_optimizers
+
+        config, rcfg = self.config, self.config.refine
+        k, N = self.step - config.steps, rcfg.views
+        if k == 0:
+            self.optimizers = make_optimizers(self.params, config.optim, rcfg.lr_scale)
+            self.buffer = Buffer(draw_orbit(config.camera, N, self.size, self.rng.host), torch.empty(0))
+        if k == 0 or k % rcfg.refresh_every == 0:
+            index = torch.arange(N) if k == 0 else torch.tensor([(k // rcfg.refresh_every - 1) % N])
+            targets = make_targets(self.prior, self.params, self.buffer.cameras(self.size, index), config,
+                                   refine_t(k, rcfg), self.backend, self.rng.device)
+            self.buffer.targets = targets if k == 0 else self.buffer.targets.index_copy(0, index, targets)
+        j = torch.randint(N, (1,), generator=self.rng.host)
+        rendered = render(self.params, self.buffer.cameras(self.size, j), config.render.background, self.backend)
+        loss = torch.mean((to_prior_input(rendered.rgb, self.prior.image_size) - self.buffer.targets[j]) ** 2)
+        if not self._apply(loss) or (self.step % config.log_every and self.step != config.total_steps):
+            return None
+        t = refine_t(k, rcfg)
+        return {"step": self.step, "t": t, "t_noisy": t, "loss": loss.item(), "grad_x0": None, "gaussians": self.num_gaussians}
+
+    def _apply(self, loss: torch.Tensor) -> bool:
+        """Backward and one optimiser step, skipped when the loss or a gradient is not finite
+        (NonFiniteError after MAX_BAD_STEPS_IN_A_ROW such steps in a row). Whether it was applied."""
+        loss.backward()
+        self.step += 1
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        finite = bool(torch.stack([torch.isfinite(x).all() for x in [loss, *grads]]).all())  # one host sync a step
+        for optimizer in self.optimizers.values():
+            if finite:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        self.bad_in_a_row, self.skipped_steps = (0 if finite else self.bad_in_a_row + 1), self.skipped_steps + (not finite)
+        if self.bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
+            raise NonFiniteError(
+                f"the loss or its gradient was not finite {self.bad_in_a_row} steps in a row (last at step {self.step}); "
+                "lower the learning rates or the CFG scale, or try another --seed")
+        return finite
 
     def optimizers_zero_grad(self) -> None:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
 
-    def _finite(self, loss: torch.Tensor) -> bool:
-        """Whether the loss and every parameter gradient are finite (one host sync a step)."""
-        checks = [torch.isfinite(loss).all()]
-        checks += [torch.isfinite(p.grad).all() for p in self.params.values() if p.grad is not None]
-        return bool(torch.stack(checks).all())
-
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(tensors, JSON-able scalars) of everything a step depends on: the Gaussians, each Adam's moments
         and step count, the densifier's state, the random generators (gsdi's and torch's global ones,
-        which gsplat's densification draws from), the step, the config and the logged history."""
-        tensors = {f"params.{k}": v.detach() for k, v in self.params.items()}
-        for name, optimizer in self.optimizers.items():
-            (param,) = optimizer.param_groups[0]["params"]
-            for key, value in optimizer.state.get(param, {}).items():
-                tensors[f"optim.{name}.{key}"] = torch.as_tensor(value)
-        scalars = {}
-        for key, value in self.densifier.state.items():
-            if torch.is_tensor(value):
-                tensors[f"densify.{key}"] = value
-            else:
-                scalars[key] = value
+        which gsplat's densification draws from), a held level, the refinement's buffer, the step, the
+        config and the logged history."""
+        from gsdi.scene import optimizer_tensors
+
+        densify_tensors, densify_meta = self.densifier.state_dict()
+        tensors = {**{f"params.{k}": v.detach() for k, v in self.params.items()}, **optimizer_tensors(self.optimizers),
+                   **densify_tensors, **self.rng.state(self.device), **(self.buffer.tensors() if self.buffer else {})}
         if self.held is not None:
             tensors.update({f"held.orbit{i}": v for i, v in enumerate(self.held["orbit"])}, **{"held.noise": self.held["noise"]})
-        tensors["rng.host"], tensors["rng.device"] = self.rng.host.get_state(), self.rng.device.get_state()
-        tensors["rng.torch_cpu"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["rng.torch_cuda"] = torch.cuda.get_rng_state(self.device)
-        meta = {"step": self.step, "config": self.config.to_dict(), "densify_scalars": scalars,
-                "grow_grad2d": self.densifier.strategy.grow_grad2d, "skipped_steps": self.skipped_steps,
+        meta = {"step": self.step, "config": self.config.to_dict(), **densify_meta, "skipped_steps": self.skipped_steps,
                 "cpu_threads": self.cpu_threads, "history": self.history, "seconds": self.seconds,
                 "held": {k: self.held[k] for k in ("t", "t_noisy")} if self.held is not None else None}
         return tensors, meta
@@ -161,33 +179,26 @@ class Generation:
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Put a state_dict into a Generation built from the same config."""
         from gsdi.densify import Densifier
-        from gsdi.scene import make_optimizers, update_learning_rates
+        from gsdi.guidance.refine import Buffer
+        from gsdi.scene import load_optimizer_tensors, make_optimizers, update_learning_rates
 
         device, config = self.device, self.config
+        self.step = int(meta["step"])
+        refining = self.step > config.steps  # its own optimisers, made at step `steps`
         self.params = torch.nn.ParameterDict({key[len("params."):]: torch.nn.Parameter(value.to(device))
                                               for key, value in tensors.items() if key.startswith("params.")})
-        self.optimizers = make_optimizers(self.params, config.optim)
-        for name, optimizer in self.optimizers.items():
-            (param,) = optimizer.param_groups[0]["params"]
-            prefix = f"optim.{name}."
-            state = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
-            if state:
-                optimizer.state[param] = {k: (v if k == "step" else v.to(device)) for k, v in state.items()}
+        self.optimizers = make_optimizers(self.params, config.optim, config.refine.lr_scale if refining else 1.0)
+        load_optimizer_tensors(self.optimizers, tensors, device)
         self.densifier = Densifier(config.densify, config.steps, config.scene.init_radius, self.params, self.optimizers)
-        self.densifier.state.update(meta["densify_scalars"])
+        self.densifier.load_state_dict(tensors, meta, device)
+        self.buffer = Buffer.from_tensors(tensors, device)
         if meta.get("held"):
             self.held = {**meta["held"], "orbit": tuple(tensors[f"held.orbit{i}"] for i in range(4)), "noise": tensors["held.noise"].to(device)}
-        self.densifier.state.update({key[len("densify."):]: value.to(device) for key, value in tensors.items()
-                                     if key.startswith("densify.")})
-        self.densifier.strategy.grow_grad2d = meta["grow_grad2d"]
-        self.rng.host.set_state(tensors["rng.host"])
-        self.rng.device.set_state(tensors["rng.device"])
-        torch.set_rng_state(tensors["rng.torch_cpu"])
-        if device.type == "cuda" and "rng.torch_cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.torch_cuda"], device)
-        self.step, self.skipped_steps = int(meta["step"]), int(meta.get("skipped_steps", 0))
+        self.rng.load_state(tensors, device)
+        self.skipped_steps = int(meta.get("skipped_steps", 0))
         self.history, self.seconds = list(meta.get("history", [])), float(meta.get("seconds", 0.0))
-        update_learning_rates(self.optimizers, self.step, config.steps, config.optim)
+        if not refining:
+            update_learning_rates(self.optimizers, self.step, config.steps, config.optim)
 
     def preview_views(self, size: int | None = None) -> torch.Tensor:
         """[V, S, S, 3] renders around the scene, framed to its bounds (what preview.png shows); S: the
@@ -197,13 +208,3 @@ class Generation:
         cam = self.config.camera
         return render_orbit(dict(self.params.items()), cam.eval_views, size or self.size, cam.eval_elevation,
                             fov=cam.eval_fov, backend=self.backend, background=self.config.render.background)
-
-
-def to_prior_input(rgb: torch.Tensor, size: int) -> torch.Tensor:
-    """Renders [B, H, W, 3] -> [B, 3, size, size] (bilinear resize when H != size)."""
-    import torch.nn.functional as F
-
-    images = rgb.permute(0, 3, 1, 2)
-    if images.shape[-1] != size or images.shape[-2] != size:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    return images

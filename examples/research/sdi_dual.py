@@ -55,7 +55,7 @@ from gsdi.guidance.schedule import t_annealed
 from gsdi.priors import TextCond, load_prior
 from gsdi.render import render
 from gsdi.scene import init_params, make_optimizers
-from gsdi.step import to_prior_input
+from gsdi.render import to_prior_input
 from gsdi.world import pad_objects, parse, render_objects
 from gsdi.eval.critic import load_critic
 from gsdi.eval.evaluate import critic_features, kid, reference_objects
