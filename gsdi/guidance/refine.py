@@ -4,7 +4,9 @@ After score distillation, `Generation` fits the scene to a buffer of such target
 made anew every few steps from the current scene with t falling (config.RefineConfig): an iterative
 dataset update, as DreamGaussian's second stage and Instruct-NeRF2NeRF run one. Score distillation
 moves the scene by one-step predictions averaged over many draws of the noise; a target here is one
-whole DDIM trajectory, whose detail (a pattern's stripes) each fit keeps instead of averaging away.
+whole DDIM trajectory, with its detail (a pattern's stripes). Off by default: on the latent world
+prior it drew a car's stripes as bands but left streaks the yardstick rates further from the world
+(research log, 2026-12-05 (last)).
 """
 
 from __future__ import annotations
