@@ -144,11 +144,11 @@ class Generation:
         self.step += 1
         grads = [p.grad for p in self.params.values() if p.grad is not None]
         finite = bool(torch.stack([torch.isfinite(x).all() for x in [loss, *grads]]).all())  # one host sync a step
-        for optimizer in self.optimizers.values():
-            if finite:
+        if finite:
+            for optimizer in self.optimizers.values():
                 optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        self.bad_in_a_row, self.skipped_steps = (0 if finite else self.bad_in_a_row + 1), self.skipped_steps + (not finite)
+        self.optimizers_zero_grad()
+        self.bad_in_a_row, self.skipped_steps = (0, self.skipped_steps) if finite else (self.bad_in_a_row + 1, self.skipped_steps + 1)
         if self.bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
             raise NonFiniteError(
                 f"the loss or its gradient was not finite {self.bad_in_a_row} steps in a row (last at step {self.step}); "
