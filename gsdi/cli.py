@@ -44,7 +44,7 @@ def generate(
     steps: Optional[int] = typer.Option(None, help="Score-distillation steps (default: from the preset); refinement steps after them, off by default, are --set refine.steps=N (README, Guidance)."),
     seed: Optional[int] = typer.Option(None, help="Random seed (default 0). The same seed and settings give the same result on the same machine with the same CPU thread count or GPU (floating-point sums differ between thread counts and processors); metrics.json records the thread count used: pin it with --set cpu_threads=N or OMP_NUM_THREADS=N."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu or cuda."),
-    preset: str = typer.Option("auto", help="auto (default for the world's priors, stable-diffusion for a Stable Diffusion prior), default (1000 steps with the embedded prior), preview (300 steps, renders at 256²), long (1500 steps) or stable-diffusion (the paper's SDI settings, 1200 steps); README, What to expect."),
+    preset: str = typer.Option("auto", help="auto (short for --prior world, default for the built-in pixel prior, stable-diffusion for a Stable Diffusion prior), default (1000 steps), short (the default's run in 700 steps with larger steps), preview (300 steps, renders at 256²), long (1500 steps) or stable-diffusion (the paper's SDI settings, 1200 steps); README, What to expect."),
     negative: str = typer.Option("", help="Negative prompt (classifier-free guidance)."),
     perp_neg: Optional[bool] = typer.Option(None, "--perp-neg/--no-perp-neg", help="Perp-Neg: the other views' prompts as negatives, against objects with a front on every side. Default: on for Stable Diffusion (adds about 20% to a step), off for the world's priors (it scores lower on the embedded one; docs/results.md, Guidance)."),
     renderer: str = typer.Option("auto", help="auto (gsplat on CUDA, gsdi's torch renderer elsewhere), gsplat or torch."),
@@ -284,7 +284,7 @@ def parse_settings(items: list[str]) -> dict[str, str]:
 def batch(
     prompts: Path = typer.Argument(..., help="Text file: a prompt per line, '#' comments, optional '| seed=3 preset=preview steps=.. guidance=.. negative=..'."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder: a subfolder per prompt, index.json, index.html."),
-    preset: str = typer.Option("auto", help="Preset for lines that name none: auto, default, preview, long or stable-diffusion."),
+    preset: str = typer.Option("auto", help="Preset for lines that name none: auto, default, short, preview, long or stable-diffusion."),
     guidance: Optional[str] = typer.Option(None, help="auto, sdi or sds for lines that name none (default auto)."),
     prior: Optional[str] = typer.Option(None, help="Diffusion prior for every prompt (see gsdi generate --help)."),
     steps: Optional[int] = typer.Option(None, help="Steps for lines that name none (default: the preset's)."),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gsdi.errors import GsdiError
-from gsdi.presets import PRESETS
+from gsdi.presets import AUTO_PRESETS, PRESETS
 
 DEFAULT_PRIOR = "embedded"  # shipped in the package; works offline (gsdi/priors/embedded/MODEL_CARD.md)
 
@@ -50,6 +50,7 @@ class OptimConfig:
     opacities_lr: float = 5e-2
     sh0_lr: float = 1e-2
     shN_lr: float = 5e-4
+    rate_scale: float = 1.0  # every rate above times this: a shorter run's larger steps (presets.py, short)
 
 
 # The training orbits: the views the world is rendered from for training its networks, and a
@@ -175,8 +176,8 @@ class RefineConfig:
     steps one view's target is made anew from the current scene, t falling from t_start to t_end (an
     iterative dataset update). Off by default: tested on the latent world prior after 500 steps, it
     drew the car's yellow as bands along its sides, but the yardstick rated all five prompts tried less
-    sharp and three further from the world (research log, 2026-12-05 (last)); `--steps 500 --set
-    refine.steps=720` runs what was tested."""
+    sharp and three further from the world (research log, 2026-12-05 (last)); `--preset default
+    --steps 500 --set refine.steps=720` runs what was tested."""
 
     steps: int = 0  # steps after `steps` score-distillation ones; 0: no refinement
     views: int = 8  # buffer views, at evenly spaced azimuths (random offset), random elevation, distance and fov
@@ -232,14 +233,15 @@ class GenerateConfig:
 
 def make_config(prompt: str, preset: str = "auto", **overrides: Any) -> GenerateConfig:
     """Defaults, then the preset, then `overrides` (keys `steps` or dotted `guidance.method`). Preset
-    "auto": `default` for the world's priors (is_world_prior), `stable-diffusion` for a Stable Diffusion prior.
+    "auto": `short` for the latent world prior (presets.AUTO_PRESETS), `default` for the pixel prior,
+    `stable-diffusion` for a Stable Diffusion prior.
 
     Raises GsdiError with a one-line message on an unknown preset/key or an invalid value.
     """
     given = {k.replace("__", "."): v for k, v in overrides.items() if v is not None}  # None: not given
     prior = given.get("prior", DEFAULT_PRIOR)
     if preset == "auto":
-        preset = "default" if is_world_prior(prior) else "stable-diffusion"
+        preset = AUTO_PRESETS.get(prior, "default" if is_world_prior(prior) else "stable-diffusion")
     if preset not in PRESETS:
         raise GsdiError(f"unknown preset {preset!r}; choose auto or one of: {', '.join(PRESETS)}")
     config = GenerateConfig(prompt=prompt, preset=preset)
@@ -319,6 +321,7 @@ def validate(config: GenerateConfig) -> None:
          "refine.views, refine.refresh_every and refine.ddim_steps must be at least 1"),
         (0 <= config.refine.t_end <= config.refine.t_start <= 999, "need 0 <= refine.t_end <= refine.t_start <= 999"),
         (config.refine.lr_scale > 0, "refine.lr_scale must be positive"),
+        (config.optim.rate_scale > 0, "optim.rate_scale must be positive"),
         (config.prior_encoder in ("auto", "vae", "vae_tiny"), f"prior_encoder must be auto, vae or vae_tiny (got {config.prior_encoder!r})"),
         (config.cpu_threads >= 0, f"cpu_threads must be 0 (chosen from the free cores) or more (got {config.cpu_threads})"),
         (config.checkpoint_every >= 0, f"--checkpoint-every must be 0 (only at the end) or more (got {config.checkpoint_every})"),

@@ -5,6 +5,9 @@ each choice are in docs/results.md and the research log; comments here name the 
 - default: SDS, t annealed 980 -> 250 over 1000 steps, no late opacity penalty, the top 40% of
   Gaussians grown at each refinement (research log, 2026-12-01 and 2026-12-02).
 - preview: 300 steps at 256^2 renders, within a minute on 2 CPU cores (research log, 2026-12-02).
+- short: the default's run compressed into 700 steps (every rate x 1/0.7, densification and opacity
+  resets at 0.7 of the default's intervals); what `auto` runs with the latent world prior, under 4
+  minutes on 2 CPU cores (research log, 2026-12-05 (short)).
 - long: the 1500-step recipe the 3DGS peers run on Stable Diffusion (unmeasured there).
 - stable-diffusion: what a Stable Diffusion prior runs when no preset is named; it cannot be measured
   here (no SD weights can be downloaded on gsdi's test machines), so each value comes from the SDI
@@ -39,9 +42,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "stable-diffusion": STABLE_DIFFUSION,
     "preview": {"steps": 300, "render.max_resolution": 256},
+    "short": {"steps": 700, "optim.rate_scale": 1 / 0.7, "densify.refine_start_iter": 35, "densify.refine_every": 70,
+              "densify.reset_every": 350},
     "long": {"steps": 1500, "scene.num_points": 4096, "densify.refine_start_iter": 100, "densify.max_gaussians": 100_000},
 }
 
+AUTO_PRESETS: dict[str, str] = {"world": "short"}  # `--preset auto` by prior name; other world priors: default
 
 # Wall seconds of `gsdi generate "a red castle" --prior PRIOR --preset P [--guidance sdi]` on 2 CPU cores
 # (README, What to expect), by (prior, preset, guidance method): what a CPU run announces at its start.
@@ -49,4 +55,5 @@ CPU_SECONDS: dict[tuple[str, str, str], float] = {
     ("embedded", "preview", "sds"): 50, ("embedded", "default", "sds"): 115, ("embedded", "default", "sdi"): 320,
     ("embedded", "long", "sds"): 347,
     ("world", "default", "sds"): 259, ("world", "preview", "sds"): 74,  # "a blue car with yellow stripes", 2026-12-04, the 8-channel prior
+    ("world", "short", "sds"): 221,  # the same car, 2026-12-05, on a slower 2-core EPYC (its default took 324 s there)
 }

@@ -64,7 +64,7 @@ def sh_degree_of(params: torch.nn.ParameterDict) -> int:
 
 def make_optimizers(params: torch.nn.ParameterDict, config: OptimConfig, lr_scale: float = 1.0) -> dict[str, torch.optim.Adam]:
     """One Adam per parameter with one param group each (what gsplat's strategies expect), at the
-    configured learning rates times `lr_scale` (the refinement's)."""
+    configured learning rates times config.rate_scale and `lr_scale` (the refinement's)."""
     lrs = {
         "means": config.means_lr,
         "scales": config.scales_lr,
@@ -74,7 +74,7 @@ def make_optimizers(params: torch.nn.ParameterDict, config: OptimConfig, lr_scal
         "shN": config.shN_lr,
     }
     return {
-        name: torch.optim.Adam([{"params": params[name], "lr": lrs[name] * lr_scale, "name": name}], eps=1e-15)
+        name: torch.optim.Adam([{"params": params[name], "lr": lrs[name] * config.rate_scale * lr_scale, "name": name}], eps=1e-15)
         for name in params
     }
 
@@ -99,9 +99,9 @@ def load_optimizer_tensors(optimizers: dict[str, torch.optim.Adam], tensors: dic
 
 
 def means_lr(step: int, total: int, config: OptimConfig) -> float:
-    """Exponential decay from means_lr to means_lr_final over the run (3DGS's position schedule)."""
+    """Exponential decay from means_lr to means_lr_final over the run (3DGS's position schedule), times rate_scale."""
     progress = min(max(step / max(total - 1, 1), 0.0), 1.0)
-    return math.exp((1 - progress) * math.log(config.means_lr) + progress * math.log(config.means_lr_final))
+    return config.rate_scale * math.exp((1 - progress) * math.log(config.means_lr) + progress * math.log(config.means_lr_final))
 
 
 def update_learning_rates(optimizers: dict[str, torch.optim.Adam], step: int, total: int, config: OptimConfig) -> None:

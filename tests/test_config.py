@@ -112,3 +112,25 @@ def test_a_stable_diffusion_prior_gets_the_papers_recipe(tiny_sd):
     assert make_config("a castle").preset == "default"
     assert make_config("a castle", "preview", prior=str(tiny_sd)).guidance.inversion_start == 300
     assert make_config("a castle", prior=str(tiny_sd), steps=20, **{"guidance.method": "sds"}).guidance.method == "sds"
+
+
+def test_the_latent_world_prior_runs_the_short_preset():
+    """`--preset auto` with --prior world is `short`: the default's run in 700 steps, every Adam rate
+    (the means' decaying one at every step) 1/0.7 times the default's and densification every 70
+    steps; the pixel prior's auto stays `default`, and a named preset wins."""
+    import torch
+
+    from gsdi.scene import init_params, make_optimizers, means_lr
+
+    short, default = make_config("a red castle", prior="world"), make_config("a red castle", prior="embedded")
+    assert (short.preset, short.steps, default.preset, default.steps) == ("short", 700, "default", 1000)
+    assert make_config("a red castle", "default", prior="world").steps == 1000
+    assert (short.densify.refine_every, short.densify.reset_every) == (70, 350)
+    params = init_params(default.scene, torch.Generator().manual_seed(0))
+    fast, slow = make_optimizers(params, short.optim), make_optimizers(params, default.optim)
+    for name in fast:
+        assert fast[name].param_groups[0]["lr"] == pytest.approx(slow[name].param_groups[0]["lr"] / 0.7, rel=1e-12), name
+    for k in (0, 350, 699):
+        assert means_lr(k, 700, short.optim) == pytest.approx(means_lr(round(k / 0.7), 1000, default.optim) / 0.7, rel=0.02), k
+    with pytest.raises(GsdiError, match="rate_scale"):
+        make_config("a red castle", prior="world", **{"optim.rate_scale": 0})

@@ -62,9 +62,9 @@ def test_the_noise_level_falls_from_t_start_to_t_end():
 
 def test_refinement_is_off_unless_asked_and_counts_in_the_total():
     """No preset refines (it was measured and not adopted); --set refine.steps adds steps after --steps."""
-    for prior, preset in [("embedded", "auto"), ("world", "auto"), ("world", "preview"), ("some/sd-model", "auto")]:
+    for prior, preset in [("embedded", "auto"), ("world", "auto"), ("world", "short"), ("world", "preview"), ("some/sd-model", "auto")]:
         assert make_config("a blue car", preset, prior=prior).refine.steps == 0
-    tested = make_config("a blue car with yellow stripes", prior="world", steps=500, **{"refine.steps": 720})
+    tested = make_config("a blue car with yellow stripes", "default", prior="world", steps=500, **{"refine.steps": 720})
     assert (tested.steps, tested.refine.steps, tested.total_steps) == (500, 720, 1220)
 
 
