@@ -186,6 +186,12 @@ class RefineConfig:
     t_end: int = 100
     ddim_steps: int = 5  # DDIM steps from t to the clean image, with guidance.cfg_scale
     lr_scale: float = 0.5  # the optimisers' learning rates are this times optim's (means: means_lr), fresh Adam state
+    # Then `polish_steps` score-distillation steps at low noise: t annealed from polish_p_max to polish_p_min
+    # (fractions of the prior's timesteps), fresh Adam state at optim's rates, no densification or pruning.
+    # They smooth the fit's streaks and keep its bands (research log, 2026-12-05 (stripes)).
+    polish_steps: int = 0
+    polish_p_max: float = 0.5
+    polish_p_min: float = 0.02
 
 
 @dataclass
@@ -220,8 +226,8 @@ class GenerateConfig:
 
     @property
     def total_steps(self) -> int:
-        """Score-distillation steps, then refinement steps: what the progress bar counts."""
-        return self.steps + self.refine.steps
+        """Score-distillation steps, then refinement and polish steps: what the progress bar counts."""
+        return self.steps + self.refine.steps + self.refine.polish_steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -321,6 +327,9 @@ def validate(config: GenerateConfig) -> None:
          "refine.views, refine.refresh_every and refine.ddim_steps must be at least 1"),
         (0 <= config.refine.t_end <= config.refine.t_start <= 999, "need 0 <= refine.t_end <= refine.t_start <= 999"),
         (config.refine.lr_scale > 0, "refine.lr_scale must be positive"),
+        (config.refine.polish_steps >= 0, f"refine.polish_steps must be 0 (no polish) or more (got {config.refine.polish_steps})"),
+        (0.0 <= config.refine.polish_p_min <= config.refine.polish_p_max <= 1.0,
+         "need 0 <= refine.polish_p_min <= refine.polish_p_max <= 1"),
         (config.optim.rate_scale > 0, "optim.rate_scale must be positive"),
         (config.prior_encoder in ("auto", "vae", "vae_tiny"), f"prior_encoder must be auto, vae or vae_tiny (got {config.prior_encoder!r})"),
         (config.cpu_threads >= 0, f"cpu_threads must be 0 (chosen from the free cores) or more (got {config.cpu_threads})"),

@@ -7,7 +7,8 @@ a chained comparison), we call `reset_opa` ourselves on the configured schedule.
 
 Haze: faint Gaussians around the object are invisible to the prior on a white background, so no
 guidance removes them. From `clean_start` on, `opacity_penalty` adds opacity_l1 x mean opacity to
-the loss and `clean` removes the ones fainter than `clean_opa` (docs/research-log.md).
+the loss and `clean` removes the ones fainter than `clean_opa` (docs/research-log.md). Nothing is
+densified or removed after the score-distillation steps (`total_steps`: the refinement and its polish).
 """
 
 from __future__ import annotations
@@ -53,11 +54,11 @@ class Densifier:
         self.strategy.grow_grad2d = meta["grow_grad2d"]
 
     def pre_backward(self, params, optimizers, step: int, meta: dict) -> None:
-        if self.config.enabled:
+        if self.config.enabled and step < self.total:
             self.strategy.step_pre_backward(params, optimizers, self.state, step, meta)
 
     def post_backward(self, params, optimizers, step: int, meta: dict) -> None:
-        if not self.config.enabled:
+        if not self.config.enabled or step >= self.total:
             return
         from gsplat.strategy.ops import remove, reset_opa
 
@@ -87,7 +88,7 @@ class Densifier:
         """From clean_start on: remove Gaussians fainter than clean_opa every refine_every steps and
         after the last step (`step` counts from 0)."""
         c = self.config
-        if c.clean_opa <= 0 or step < self.clean_from:
+        if c.clean_opa <= 0 or not self.clean_from <= step < self.total:
             return
         if (step + 1) % c.refine_every and step + 1 != self.total:
             return

@@ -206,6 +206,15 @@ def write_scene(out: Path, params) -> None:
     write_atomically(out / SCENE, lambda tmp: write_ply(tmp, params))
 
 
+def preview_views(gen: "Generation", size: int) -> "torch.Tensor":
+    """[V, size, size, 3] renders around the scene, framed to its bounds: what preview.png shows."""
+    from gsdi.media import render_orbit
+
+    cam = gen.config.camera
+    return render_orbit(dict(gen.params.items()), cam.eval_views, size, cam.eval_elevation, fov=cam.eval_fov,
+                        backend=gen.backend, background=gen.config.render.background)
+
+
 def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
     """scene.ply, preview.png, turntable.mp4 (or .gif) and metrics.json of a finished generation."""
     import torch
@@ -215,7 +224,7 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
     config = gen.config
     peak = torch.cuda.max_memory_allocated(gen.device) / 2**20 if gen.device.type == "cuda" else None
     write_scene(out, gen.params)
-    write_png(out / PREVIEW, image_grid(gen.preview_views(config.render.preview_size), 4))
+    write_png(out / PREVIEW, image_grid(preview_views(gen, config.render.preview_size), 4))
     turntable = None
     if config.turntable_frames > 0:
         from gsdi.media import write_turntable

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gsdi.config import OptimConfig, SceneConfig
+from gsdi.config import GenerateConfig, OptimConfig, SceneConfig
 from gsdi.kernels.projection import SH_C0
 
 
@@ -107,3 +107,13 @@ def means_lr(step: int, total: int, config: OptimConfig) -> float:
 def update_learning_rates(optimizers: dict[str, torch.optim.Adam], step: int, total: int, config: OptimConfig) -> None:
     for group in optimizers["means"].param_groups:
         group["lr"] = means_lr(step, total, config)
+
+
+def update_run_learning_rates(optimizers: dict[str, torch.optim.Adam], step: int, config: GenerateConfig) -> None:
+    """The means' rate after `step` steps of a run: decayed over its score-distillation steps, then anew
+    over the polish after the refinement (RefineConfig.polish_steps; the refinement's rates are fixed)."""
+    polish = step - config.steps - config.refine.steps
+    if polish <= 0:
+        update_learning_rates(optimizers, step, config.steps, config.optim)
+    else:
+        update_learning_rates(optimizers, polish, config.refine.polish_steps, config.optim)

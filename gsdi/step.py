@@ -3,7 +3,8 @@
 Read `Generation.advance` top to bottom for one step: sample cameras -> render -> encode -> pick t ->
 guidance loss (+ the late opacity penalty) -> backward -> (skip if not finite) -> optimizer step ->
 densify and remove faint Gaussians -> (log). Each line calls a module that does one job. Then
-`refine_advance` for config.refine.steps: one view's render pulled to its target (gsdi/guidance/refine.py).
+`refine_advance` for config.refine.steps: one view's render pulled to its target (gsdi/guidance/refine.py);
+then, for refine.polish_steps, the same step at low t with fresh optimisers and no densification.
 The loop, checkpoints and outputs are gsdi/run.py's; `state_dict` / `load_state_dict` are what a
 checkpoint holds (gsdi/checkpoint.py writes and reads the file).
 """
@@ -73,14 +74,17 @@ class Generation:
 
     def advance(self) -> dict[str, Any] | None:
         from gsdi.cameras import orbit_cameras, sample_orbits
-        from gsdi.guidance import guidance_loss, kept_noise, timestep
+        from gsdi.guidance import guidance_loss, kept_noise, run_timestep
         from gsdi.prompts import perp_neg_text, text_cond
         from gsdi.render import render, to_prior_input
-        from gsdi.scene import update_learning_rates
+        from gsdi.scene import make_optimizers, update_run_learning_rates
 
         config, cam, gcfg, prior, step = self.config, self.config.camera, self.config.guidance, self.prior, self.step
-        if step >= config.steps:
+        if config.steps <= step < config.steps + config.refine.steps:
             return self.refine_advance()
+        polish = step - config.steps - config.refine.steps  # from 0 in the polish (RefineConfig.polish_steps)
+        if polish == 0:
+            self.optimizers = make_optimizers(self.params, config.optim)
         B, T = cam.views_per_step, prior.alphas_cumprod.shape[0]
         held = self.held if step % gcfg.hold_steps else None  # a level's views, t and noise (guidance.hold_steps)
         if held is None:
@@ -95,7 +99,7 @@ class Generation:
         else:
             words = cameras.view_words() if cam.view_dependent_prompt else None
             text = text_cond(prior, config.prompt, config.negative_prompt, words, B)
-        t = held["t"] if held else timestep(step, config.steps, gcfg, T, self.rng)
+        t = held["t"] if held else run_timestep(step, config, T, self.rng)
         guided = guidance_loss(prior, x0, text, t, gcfg, self.rng, kept_noise(held["noise"], held["t_noisy"]) if held else None)
         if held is None and gcfg.hold_steps > 1:
             orbit = (cameras.azimuth, cameras.elevation, cameras.distance, cameras.fov)
@@ -104,7 +108,7 @@ class Generation:
         loss = guided.loss + self.densifier.opacity_penalty(self.params, step)
         if not self._apply(loss):
             return None
-        update_learning_rates(self.optimizers, step + 1, config.steps, config.optim)
+        update_run_learning_rates(self.optimizers, step + 1, config)
         self.densifier.post_backward(self.params, self.optimizers, step, rendered.meta)
         self.densifier.clean(self.params, self.optimizers, step)
         if self.step % config.log_every and self.step != config.total_steps:
@@ -180,14 +184,14 @@ class Generation:
         """Put a state_dict into a Generation built from the same config."""
         from gsdi.densify import Densifier
         from gsdi.guidance.refine import Buffer
-        from gsdi.scene import load_optimizer_tensors, make_optimizers, update_learning_rates
+        from gsdi.scene import load_optimizer_tensors, make_optimizers, update_run_learning_rates
 
         device, config = self.device, self.config
         self.step = int(meta["step"])
-        refining = self.step > config.steps  # its own optimisers, made at step `steps`
+        k, r = self.step - config.steps, config.refine  # k > 0: the refinement's optimisers, then the polish's
         self.params = torch.nn.ParameterDict({key[len("params."):]: torch.nn.Parameter(value.to(device))
                                               for key, value in tensors.items() if key.startswith("params.")})
-        self.optimizers = make_optimizers(self.params, config.optim, config.refine.lr_scale if refining else 1.0)
+        self.optimizers = make_optimizers(self.params, config.optim, r.lr_scale if 0 < k <= r.steps else 1.0)
         load_optimizer_tensors(self.optimizers, tensors, device)
         self.densifier = Densifier(config.densify, config.steps, config.scene.init_radius, self.params, self.optimizers)
         self.densifier.load_state_dict(tensors, meta, device)
@@ -197,14 +201,5 @@ class Generation:
         self.rng.load_state(tensors, device)
         self.skipped_steps = int(meta.get("skipped_steps", 0))
         self.history, self.seconds = list(meta.get("history", [])), float(meta.get("seconds", 0.0))
-        if not refining:
-            update_learning_rates(self.optimizers, self.step, config.steps, config.optim)
-
-    def preview_views(self, size: int | None = None) -> torch.Tensor:
-        """[V, S, S, 3] renders around the scene, framed to its bounds (what preview.png shows); S: the
-        training render size unless given."""
-        from gsdi.media import render_orbit
-
-        cam = self.config.camera
-        return render_orbit(dict(self.params.items()), cam.eval_views, size or self.size, cam.eval_elevation,
-                            fov=cam.eval_fov, backend=self.backend, background=self.config.render.background)
+        if not 0 < k <= r.steps:  # the refinement's rates stay as made
+            update_run_learning_rates(self.optimizers, self.step, config)

@@ -1,5 +1,5 @@
 """The refinement after score distillation (gsdi/guidance/refine.py, Generation.refine_advance): its
-targets on an exact prior, its noise levels, its place in a run and its resume."""
+targets on an exact prior, its noise levels, its place in a run and its resume; and the polish after it."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def test_refinement_is_off_unless_asked_and_counts_in_the_total():
 @pytest.mark.parametrize("key, value, message", [
     ("refine.steps", -1, "refine.steps"), ("refine.views", 0, "refine.views"),
     ("refine.t_start", 50, "refine.t_end <= refine.t_start"), ("refine.lr_scale", 0.0, "refine.lr_scale"),
+    ("refine.polish_steps", -1, "refine.polish_steps"), ("refine.polish_p_min", 0.6, "refine.polish_p_min <= refine.polish_p_max"),
 ])
 def test_bad_refinement_values_are_one_line_errors(key, value, message):
     from gsdi.errors import GsdiError
@@ -113,6 +114,53 @@ def test_a_run_interrupted_while_refining_resumes_to_the_same_bytes(tmp_path):
         full = gsdi.generate("a red castle", out=tmp_path / "full", preset="preview", progress=False, **RUN).ply
         with pytest.raises(Interrupted):
             gsdi.generate("a red castle", out=tmp_path / "part", preset="preview", progress=False, on_log=on_log, **RUN)
+        resumed = gsdi.generate(resume=tmp_path / "part", progress=False).ply
+    finally:
+        torch.set_num_threads(threads)
+    assert hashlib.sha256(full.read_bytes()).digest() == hashlib.sha256(resumed.read_bytes()).digest()
+
+
+POLISHED = {**RUN, "refine.polish_steps": 3}
+
+
+def test_the_polish_is_low_t_distillation_after_the_refinement_without_densification():
+    """After the refinement, polish_steps score-distillation steps (a gradient through the prior again) with
+    t annealed from polish_p_max down to polish_p_min, fresh Adam state and the Gaussians neither grown
+    nor removed; they count in the total."""
+    from gsdi.guidance import run_timestep
+    from gsdi.step import Generation
+
+    config = make_config("a red castle", "preview", **POLISHED)
+    assert (config.total_steps, config.refine.polish_p_max, config.refine.polish_p_min) == (16, 0.5, 0.02)
+    assert make_config("a red castle", "preview", **RUN).refine.polish_steps == 0
+    threads = torch.get_num_threads()
+    try:
+        gen = Generation(config)
+        records = [gen.advance() for _ in range(config.steps + config.refine.steps)]
+        before = gen.num_gaussians
+        records += [gen.advance() for _ in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    T = gen.prior.alphas_cumprod.shape[0]
+    assert [r["grad_x0"] is None for r in records] == [False] * 4 + [True] * 9 + [False] * 3
+    assert [r["t"] for r in records[13:]] == [run_timestep(s, config, T, gen.rng) for s in (13, 14, 15)] == [500, 339, 180]  # int(T p), p = 0.5 - 0.48 k / 3
+    assert gen.num_gaussians == before
+    assert all(int(state["step"]) == 3 for opt in gen.optimizers.values() for state in opt.state.values())
+
+
+def test_a_run_interrupted_while_polishing_resumes_to_the_same_bytes(tmp_path):
+    import gsdi
+    from gsdi.run import Interrupted
+
+    def on_log(gen):
+        if gen.step == 14:  # the polish's first step done
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threads = torch.get_num_threads()
+    try:
+        full = gsdi.generate("a red castle", out=tmp_path / "full", preset="preview", progress=False, **POLISHED).ply
+        with pytest.raises(Interrupted):
+            gsdi.generate("a red castle", out=tmp_path / "part", preset="preview", progress=False, on_log=on_log, **POLISHED)
         resumed = gsdi.generate(resume=tmp_path / "part", progress=False).ply
     finally:
         torch.set_num_threads(threads)

@@ -18,7 +18,7 @@ from torch import Tensor
 from gsdi.config import GuidanceConfig
 from gsdi.guidance.ddim import add_noise, noise_of
 from gsdi.guidance.ism import ism_noise
-from gsdi.guidance.schedule import timestep
+from gsdi.guidance.schedule import run_timestep, timestep
 from gsdi.rng import Rng
 from gsdi.guidance.sdi import sdi_noise
 from gsdi.guidance.sds import sds_noise
@@ -31,7 +31,7 @@ NOISE: dict[str, NoiseFn] = {  # (prior, x0, t, text, config, rng) -> (x_t', t',
     "ism": ism_noise,
 }
 
-__all__ = ["Rng", "GuidanceOutput", "guidance_loss", "timestep", "kept_noise", "NOISE"]
+__all__ = ["Rng", "GuidanceOutput", "guidance_loss", "timestep", "run_timestep", "kept_noise", "NOISE"]
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from gsdi.config import GuidanceConfig
+from gsdi.config import GenerateConfig, GuidanceConfig
 from gsdi.rng import Rng
 
 
@@ -16,6 +16,15 @@ def timestep(step: int, total: int, config: GuidanceConfig, num_train_timesteps:
     if config.resolved_t_schedule == "anneal":
         return t_annealed(step, total, num_train_timesteps, config.p_min, config.p_max)
     return t_uniform(num_train_timesteps, config.p_min, config.p_max, rng.host)
+
+
+def run_timestep(step: int, config: GenerateConfig, num_train_timesteps: int, rng: Rng) -> int:
+    """t for a run's score-distillation step: `timestep` over config.steps, or, in the polish after the
+    refinement (RefineConfig.polish_steps), annealed from polish_p_max to polish_p_min over its steps."""
+    polish, r = step - config.steps - config.refine.steps, config.refine
+    if polish >= 0:
+        return t_annealed(polish, r.polish_steps, num_train_timesteps, r.polish_p_min, r.polish_p_max)
+    return timestep(step, config.steps, config.guidance, num_train_timesteps, rng)
 
 
 def t_annealed(step: int, total: int, num_train_timesteps: int, p_min: float, p_max: float) -> int:
