@@ -174,10 +174,12 @@ class RefineConfig:
     target images, each the prior's few-step DDIM sample from the current render noised to t (SDEdit);
     every step fits the render of one buffer view to its target (pixel MSE), and every `refresh_every`
     steps one view's target is made anew from the current scene, t falling from t_start to t_end (an
-    iterative dataset update). Off by default: tested on the latent world prior after 500 steps, it
-    drew the car's yellow as bands along its sides, but the yardstick rated all five prompts tried less
-    sharp and three further from the world (research log, 2026-12-05 (last)); `--preset default
-    --steps 500 --set refine.steps=720` runs what was tested."""
+    iterative dataset update); then `polish_steps` score-distillation steps at low noise. Off by default:
+    tested on the latent world prior after 500 steps, it drew the car's yellow as bands along its sides,
+    streaked until the polish took the streaks away; polished, the yardstick rated it nearer the world
+    than the 1000-step default on three of five prompts and than `short` on two (research log,
+    2026-12-05 (last) and (stripes)); `--preset default --steps 500 --set refine.steps=720 --set
+    refine.polish_steps=250` runs what was tested."""
 
     steps: int = 0  # steps after `steps` score-distillation ones; 0: no refinement
     views: int = 8  # buffer views, at evenly spaced azimuths (random offset), random elevation, distance and fov
@@ -188,7 +190,7 @@ class RefineConfig:
     lr_scale: float = 0.5  # the optimisers' learning rates are this times optim's (means: means_lr), fresh Adam state
     # Then `polish_steps` score-distillation steps at low noise: t annealed from polish_p_max to polish_p_min
     # (fractions of the prior's timesteps), fresh Adam state at optim's rates, no densification or pruning.
-    # They smooth the fit's streaks and keep its bands (research log, 2026-12-05 (stripes)).
+    # They take away the fit's streaks and keep its bands (research log, 2026-12-05 (stripes)).
     polish_steps: int = 0
     polish_p_max: float = 0.5
     polish_p_min: float = 0.02
