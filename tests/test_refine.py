@@ -14,6 +14,7 @@ from gsdi.config import RefineConfig, make_config
 
 RUN = {"steps": 4, "seed": 3, "device": "cpu", "cpu_threads": 1, "turntable_frames": 0, "log_every": 1,
        "refine.steps": 9, "refine.views": 3, "refine.refresh_every": 2, "refine.t_start": 500, "refine.t_end": 100}
+POLISHED = {**RUN, "refine.polish_steps": 3}  # then 3 polish steps (steps 13-15)
 
 
 def two_mode_prior():
@@ -101,26 +102,25 @@ def test_a_run_refines_after_its_score_distillation_steps():
     assert [r["t"] for r in records[4:]] == [500, 456, 411]
 
 
-def test_a_run_interrupted_while_refining_resumes_to_the_same_bytes(tmp_path):
+# inside the refinement after a refresh; inside the polish after its first step
+@pytest.mark.parametrize("settings, stop_at", [(RUN, 9), (POLISHED, 14)], ids=["refining", "polishing"])
+def test_a_run_interrupted_while_refining_or_polishing_resumes_to_the_same_bytes(tmp_path, settings, stop_at):
     import gsdi
     from gsdi.run import Interrupted
 
     def on_log(gen):
-        if gen.step == 9:  # inside the refinement, after a refresh
+        if gen.step == stop_at:
             os.kill(os.getpid(), signal.SIGINT)
 
     threads = torch.get_num_threads()
     try:
-        full = gsdi.generate("a red castle", out=tmp_path / "full", preset="preview", progress=False, **RUN).ply
+        full = gsdi.generate("a red castle", out=tmp_path / "full", preset="preview", progress=False, **settings).ply
         with pytest.raises(Interrupted):
-            gsdi.generate("a red castle", out=tmp_path / "part", preset="preview", progress=False, on_log=on_log, **RUN)
+            gsdi.generate("a red castle", out=tmp_path / "part", preset="preview", progress=False, on_log=on_log, **settings)
         resumed = gsdi.generate(resume=tmp_path / "part", progress=False).ply
     finally:
         torch.set_num_threads(threads)
     assert hashlib.sha256(full.read_bytes()).digest() == hashlib.sha256(resumed.read_bytes()).digest()
-
-
-POLISHED = {**RUN, "refine.polish_steps": 3}
 
 
 def test_the_polish_is_low_t_distillation_after_the_refinement_without_densification():
@@ -147,21 +147,3 @@ def test_the_polish_is_low_t_distillation_after_the_refinement_without_densifica
     assert gen.num_gaussians == before
     assert all(int(state["step"]) == 3 for opt in gen.optimizers.values() for state in opt.state.values())
 
-
-def test_a_run_interrupted_while_polishing_resumes_to_the_same_bytes(tmp_path):
-    import gsdi
-    from gsdi.run import Interrupted
-
-    def on_log(gen):
-        if gen.step == 14:  # the polish's first step done
-            os.kill(os.getpid(), signal.SIGINT)
-
-    threads = torch.get_num_threads()
-    try:
-        full = gsdi.generate("a red castle", out=tmp_path / "full", preset="preview", progress=False, **POLISHED).ply
-        with pytest.raises(Interrupted):
-            gsdi.generate("a red castle", out=tmp_path / "part", preset="preview", progress=False, on_log=on_log, **POLISHED)
-        resumed = gsdi.generate(resume=tmp_path / "part", progress=False).ply
-    finally:
-        torch.set_num_threads(threads)
-    assert hashlib.sha256(full.read_bytes()).digest() == hashlib.sha256(resumed.read_bytes()).digest()
