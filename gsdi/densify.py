@@ -8,7 +8,8 @@ a chained comparison), we call `reset_opa` ourselves on the configured schedule.
 Haze: faint Gaussians around the object are invisible to the prior on a white background, so no
 guidance removes them. From `clean_start` on, `opacity_penalty` adds opacity_l1 x mean opacity to
 the loss and `clean` removes the ones fainter than `clean_opa` (docs/research-log.md). Nothing is
-densified or removed after the score-distillation steps (`total_steps`: the refinement and its polish).
+densified or removed from `total_steps` on (the run's score-distillation steps), in the refinement
+and its polish.
 """
 
 from __future__ import annotations
