@@ -132,7 +132,7 @@ class Generation:
             index = torch.arange(N) if k == 0 else torch.tensor([(k // rcfg.refresh_every - 1) % N])
             targets = make_targets(self.prior, self.params, self.buffer.cameras(self.size, index), config,
                                    refine_t(k, rcfg), self.backend, self.rng.device)
-            self.buffer.targets = targets if k == 0 else self.buffer.targets.index_copy(0, index, targets)
+            self.buffer.targets = targets if k == 0 else self.buffer.targets.index_copy(0, index.to(targets.device), targets)
         j = torch.randint(N, (1,), generator=self.rng.host)
         rendered = render(self.params, self.buffer.cameras(self.size, j), config.render.background, self.backend)
         loss = torch.mean((to_prior_input(rendered.rgb, self.prior.image_size) - self.buffer.targets[j]) ** 2)

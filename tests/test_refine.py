@@ -81,14 +81,16 @@ def test_bad_refinement_values_are_one_line_errors(key, value, message):
         make_config("a castle", **{key: value})
 
 
-def test_a_run_refines_after_its_score_distillation_steps():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_a_run_refines_after_its_score_distillation_steps(device):
     """The steps after `steps` fit buffer views to targets: the buffer holds one target per view, in
-    [0, 1], and only the view refreshed at a refresh step changes."""
+    [0, 1], and only the view refreshed at a refresh step changes (on the GPU too: the buffer lives
+    there, its view index on the host)."""
     from gsdi.step import Generation
 
     threads = torch.get_num_threads()
     try:
-        gen = Generation(make_config("a red castle", "preview", **RUN))
+        gen = Generation(make_config("a red castle", "preview", **{**RUN, "device": device}))
         records = [gen.advance() for _ in range(RUN["steps"] + 1)]
         targets = gen.buffer.targets.clone()
         records += [gen.advance() for _ in range(2)]  # step 6 refreshed view 0 (k = 2)
