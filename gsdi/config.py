@@ -229,7 +229,12 @@ class GenerateConfig:
     @property
     def total_steps(self) -> int:
         """Score-distillation steps, then refinement and polish steps: what the progress bar counts."""
-        return self.steps + self.refine.steps + self.refine.polish_steps
+        return self.polish_start + self.refine.polish_steps
+
+    @property
+    def polish_start(self) -> int:
+        """The step the polish after the refinement begins at (RefineConfig.polish_steps)."""
+        return self.steps + self.refine.steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -112,7 +112,7 @@ def update_learning_rates(optimizers: dict[str, torch.optim.Adam], step: int, to
 def update_run_learning_rates(optimizers: dict[str, torch.optim.Adam], step: int, config: GenerateConfig) -> None:
     """The means' rate after `step` steps of a run: decayed over its score-distillation steps, then anew
     over the polish after the refinement (RefineConfig.polish_steps; the refinement's rates are fixed)."""
-    polish = step - config.steps - config.refine.steps
+    polish = step - config.polish_start
     if polish <= 0:
         update_learning_rates(optimizers, step, config.steps, config.optim)
     else:

@@ -80,10 +80,9 @@ class Generation:
         from gsdi.scene import make_optimizers, update_run_learning_rates
 
         config, cam, gcfg, prior, step = self.config, self.config.camera, self.config.guidance, self.prior, self.step
-        if config.steps <= step < config.steps + config.refine.steps:
+        if config.steps <= step < config.polish_start:
             return self.refine_advance()
-        polish = step - config.steps - config.refine.steps  # from 0 in the polish (RefineConfig.polish_steps)
-        if polish == 0:
+        if step == config.polish_start:  # the polish's first step (RefineConfig.polish_steps)
             self.optimizers = make_optimizers(self.params, config.optim)
         B, T = cam.views_per_step, prior.alphas_cumprod.shape[0]
         held = self.held if step % gcfg.hold_steps else None  # a level's views, t and noise (guidance.hold_steps)
@@ -188,10 +187,10 @@ class Generation:
 
         device, config = self.device, self.config
         self.step = int(meta["step"])
-        k, r = self.step - config.steps, config.refine  # k > 0: the refinement's optimisers, then the polish's
+        refining = config.steps < self.step <= config.polish_start  # the refinement's optimisers (the polish makes its own)
         self.params = torch.nn.ParameterDict({key[len("params."):]: torch.nn.Parameter(value.to(device))
                                               for key, value in tensors.items() if key.startswith("params.")})
-        self.optimizers = make_optimizers(self.params, config.optim, r.lr_scale if 0 < k <= r.steps else 1.0)
+        self.optimizers = make_optimizers(self.params, config.optim, config.refine.lr_scale if refining else 1.0)
         load_optimizer_tensors(self.optimizers, tensors, device)
         self.densifier = Densifier(config.densify, config.steps, config.scene.init_radius, self.params, self.optimizers)
         self.densifier.load_state_dict(tensors, meta, device)
@@ -201,5 +200,5 @@ class Generation:
         self.rng.load_state(tensors, device)
         self.skipped_steps = int(meta.get("skipped_steps", 0))
         self.history, self.seconds = list(meta.get("history", [])), float(meta.get("seconds", 0.0))
-        if not 0 < k <= r.steps:  # the refinement's rates stay as made
+        if not refining:  # the refinement's rates stay as made
             update_run_learning_rates(self.optimizers, self.step, config)

@@ -21,7 +21,7 @@ def timestep(step: int, total: int, config: GuidanceConfig, num_train_timesteps:
 def run_timestep(step: int, config: GenerateConfig, num_train_timesteps: int, rng: Rng) -> int:
     """t for a run's score-distillation step: `timestep` over config.steps, or, in the polish after the
     refinement (RefineConfig.polish_steps), annealed from polish_p_max to polish_p_min over its steps."""
-    polish, r = step - config.steps - config.refine.steps, config.refine
+    polish, r = step - config.polish_start, config.refine
     if polish >= 0:
         return t_annealed(polish, r.polish_steps, num_train_timesteps, r.polish_p_min, r.polish_p_max)
     return timestep(step, config.steps, config.guidance, num_train_timesteps, rng)
