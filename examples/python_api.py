@@ -18,7 +18,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prompt", nargs="?", default="a red castle")
     parser.add_argument("--out", default="outputs/api")
-    parser.add_argument("--preset", default="preview", help="auto, default, short, preview, long or stable-diffusion")
+    parser.add_argument("--preset", default="preview", help="auto, default, short, refined, preview, long or stable-diffusion")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

@@ -6,8 +6,13 @@ each choice are in docs/results.md and the research log; comments here name the 
   Gaussians grown at each refinement (research log, 2026-12-01 and 2026-12-02).
 - preview: 300 steps at 256^2 renders, within a minute on 2 CPU cores (research log, 2026-12-02).
 - short: the default's run compressed into 700 steps (every rate x 1/0.7, densification and opacity
-  resets at 0.7 of the default's intervals); what `auto` runs with the latent world prior, under 4
-  minutes on 2 CPU cores (research log, 2026-12-05 (short)).
+  resets at 0.7 of the default's intervals); under 4 minutes on 2 CPU cores (research log, 2026-12-05
+  (short)).
+- refined: three stages, what `auto` runs with the latent world prior: the default's score distillation
+  compressed into 400 steps (every rate x 1.25, densification at 0.8 of the default's intervals until
+  step 280; the opacity reset at step 400 falls after that and never fires), 600 refinement steps (a
+  target refreshed every 25), 200 polish steps; under 4 minutes on 2 CPU cores, nearer the world than
+  `short` (research log, 2026-12-05 (refined)).
 - long: the 1500-step recipe the 3DGS peers run on Stable Diffusion (unmeasured there).
 - stable-diffusion: what a Stable Diffusion prior runs when no preset is named; it cannot be measured
   here (no SD weights can be downloaded on gsdi's test machines), so each value comes from the SDI
@@ -44,10 +49,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "preview": {"steps": 300, "render.max_resolution": 256},
     "short": {"steps": 700, "optim.rate_scale": 1 / 0.7, "densify.refine_start_iter": 35, "densify.refine_every": 70,
               "densify.reset_every": 350},
+    "refined": {"steps": 400, "optim.rate_scale": 1.25, "densify.refine_start_iter": 40, "densify.refine_every": 80,
+                "densify.reset_every": 400, "refine.steps": 600, "refine.refresh_every": 25, "refine.polish_steps": 200},
     "long": {"steps": 1500, "scene.num_points": 4096, "densify.refine_start_iter": 100, "densify.max_gaussians": 100_000},
 }
 
-AUTO_PRESETS: dict[str, str] = {"world": "short"}  # `--preset auto` by prior name; other world priors: default
+AUTO_PRESETS: dict[str, str] = {"world": "refined"}  # `--preset auto` by prior name; other world priors: default
 
 # Wall seconds of `gsdi generate "a red castle" --prior PRIOR --preset P [--guidance sdi]` on 2 CPU cores
 # (README, What to expect), by (prior, preset, guidance method): what a CPU run announces at its start.
@@ -56,4 +63,5 @@ CPU_SECONDS: dict[tuple[str, str, str], float] = {
     ("embedded", "long", "sds"): 347,
     ("world", "default", "sds"): 259, ("world", "preview", "sds"): 74,  # "a blue car with yellow stripes", 2026-12-04, the 8-channel prior
     ("world", "short", "sds"): 221,  # the same car, 2026-12-05, on a slower 2-core EPYC (its default took 324 s there)
+    ("world", "refined", "sds"): 213,  # the same car on the same slower EPYC, 2026-12-05, all three stages
 }

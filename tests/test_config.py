@@ -114,23 +114,29 @@ def test_a_stable_diffusion_prior_gets_the_papers_recipe(tiny_sd):
     assert make_config("a castle", prior=str(tiny_sd), steps=20, **{"guidance.method": "sds"}).guidance.method == "sds"
 
 
-def test_the_latent_world_prior_runs_the_short_preset():
-    """`--preset auto` with --prior world is `short`: the default's run in 700 steps, every Adam rate
-    (the means' decaying one at every step) 1/0.7 times the default's and densification every 70
-    steps; the pixel prior's auto stays `default`, and a named preset wins."""
+def test_the_latent_world_prior_runs_the_refined_preset():
+    """`--preset auto` with --prior world is `refined`: 400 score-distillation steps at every Adam rate
+    (the means' decaying one at every step) 1.25 times the default's, densification every 80 steps,
+    then 600 refinement and 200 polish steps; the pixel prior's auto stays `default`, and a named preset
+    wins. `short` is the default's run in 700 steps at 1/0.7 the rates."""
     import torch
 
     from gsdi.scene import init_params, make_optimizers, means_lr
 
-    short, default = make_config("a red castle", prior="world"), make_config("a red castle", prior="embedded")
-    assert (short.preset, short.steps, default.preset, default.steps) == ("short", 700, "default", 1000)
-    assert make_config("a red castle", "default", prior="world").steps == 1000
-    assert (short.densify.refine_every, short.densify.reset_every) == (70, 350)
+    auto, default = make_config("a red castle", prior="world"), make_config("a red castle", prior="embedded")
+    assert (auto.preset, auto.steps, auto.refine.steps, auto.refine.polish_steps, auto.total_steps) == ("refined", 400, 600, 200, 1200)
+    assert (default.preset, default.steps, default.refine.steps) == ("default", 1000, 0)
+    assert make_config("a red castle", "default", prior="world").total_steps == 1000
+    assert (auto.densify.refine_start_iter, auto.densify.refine_every, auto.densify.reset_every) == (40, 80, 400)
     params = init_params(default.scene, torch.Generator().manual_seed(0))
-    fast, slow = make_optimizers(params, short.optim), make_optimizers(params, default.optim)
-    for name in fast:
-        assert fast[name].param_groups[0]["lr"] == pytest.approx(slow[name].param_groups[0]["lr"] / 0.7, rel=1e-12), name
-    for k in (0, 350, 699):
-        assert means_lr(k, 700, short.optim) == pytest.approx(means_lr(round(k / 0.7), 1000, default.optim) / 0.7, rel=0.02), k
+    for preset, scale, steps in (("refined", 1.25, 400), ("short", 1 / 0.7, 700)):
+        compressed = make_config("a red castle", preset, prior="world")
+        assert compressed.steps == steps
+        fast, slow = make_optimizers(params, compressed.optim), make_optimizers(params, default.optim)
+        for name in fast:
+            assert fast[name].param_groups[0]["lr"] == pytest.approx(slow[name].param_groups[0]["lr"] * scale, rel=1e-12), name
+        for k in (0, steps // 2, steps - 1):
+            at_default = means_lr(round(k * 1000 / steps), 1000, default.optim)
+            assert means_lr(k, steps, compressed.optim) == pytest.approx(at_default * scale, rel=0.02), (preset, k)
     with pytest.raises(GsdiError, match="rate_scale"):
         make_config("a red castle", prior="world", **{"optim.rate_scale": 0})

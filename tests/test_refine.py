@@ -61,10 +61,12 @@ def test_the_noise_level_falls_from_t_start_to_t_end():
     assert levels[0] == 400 and levels[-1] == 100 and all(a > b for a, b in zip(levels, levels[1:]))
 
 
-def test_refinement_is_off_unless_asked_and_counts_in_the_total():
-    """No preset refines (it was measured and not adopted); --set refine.steps adds steps after --steps."""
-    for prior, preset in [("embedded", "auto"), ("world", "auto"), ("world", "short"), ("world", "preview"), ("some/sd-model", "auto")]:
+def test_only_the_refined_preset_refines_and_refinement_counts_in_the_total():
+    """`refined` (what --prior world runs) refines and polishes; no other preset does (the pixel prior
+    and Stable Diffusion were not measured with it); --set refine.steps adds steps after --steps."""
+    for prior, preset in [("embedded", "auto"), ("world", "default"), ("world", "short"), ("world", "preview"), ("some/sd-model", "auto")]:
         assert make_config("a blue car", preset, prior=prior).refine.steps == 0
+    assert make_config("a blue car", "auto", prior="world").refine.steps > 0
     tested = make_config("a blue car with yellow stripes", "default", prior="world", steps=500, **{"refine.steps": 720})
     assert (tested.steps, tested.refine.steps, tested.total_steps) == (500, 720, 1220)
 

@@ -59,6 +59,9 @@ def test_a_cpu_run_announces_the_measured_duration_of_its_preset():
     assert f"about {CPU_SECONDS[('embedded', 'long', 'sds')] / 60:.0f} min on a 2-core AMD EPYC" in text and len(text) <= 80, text
     half = expected_cpu_time(make_config("a red castle", "preview", prior="embedded", steps=PRESETS["preview"]["steps"] // 2))
     assert f"about {CPU_SECONDS[('embedded', 'preview', 'sds')] / 2:.0f} s" in half, half
+    # A three-stage preset was measured over all its stages: what --prior world runs announces its own time.
+    refined = expected_cpu_time(make_config("a blue car with yellow stripes", prior="world"))
+    assert f"refined (1200 steps) took about {CPU_SECONDS[('world', 'refined', 'sds')] / 60:.0f} min" in refined, refined
     assert expected_cpu_time(make_config("a castle", "default", prior="some/sd-model")) is None
 
 
