@@ -11,8 +11,8 @@ each choice are in docs/results.md and the research log; comments here name the 
 - refined: three stages, what `auto` runs with the latent world prior: the default's score distillation
   compressed into 400 steps (every rate x 1.25, densification at 0.8 of the default's intervals until
   step 280; the opacity reset at step 400 falls after that and never fires), 600 refinement steps (a
-  target refreshed every 25), 200 polish steps; under 4 minutes on 2 CPU cores, nearer the world than
-  `short` (research log, 2026-12-05 (refined)).
+  target refreshed every 25), 200 polish steps; nearer the world than `short`, the car 3 min 33 s and
+  a red castle 4 min 3 s on 2 CPU cores (research log, 2026-12-05 (refined)).
 - long: the 1500-step recipe the 3DGS peers run on Stable Diffusion (unmeasured there).
 - stable-diffusion: what a Stable Diffusion prior runs when no preset is named; it cannot be measured
   here (no SD weights can be downloaded on gsdi's test machines), so each value comes from the SDI
