@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from gsdi.config import GenerateConfig, RefineConfig, make_config
+from gsdi.config import GenerateConfig, make_config
 from gsdi.errors import GsdiError
 from gsdi.outputs import (CHECKPOINT, CONFIG, METRICS, PREVIEW, SCENE, TURNTABLE, check_output_dir, default_output_dir,
                           prepare_output_dir, remove_new_files, write_atomically, write_json)
@@ -247,15 +247,13 @@ def write_outputs(gen: "Generation", out: Path) -> GenerateResult:
 
 def expected_cpu_time(config: GenerateConfig) -> str | None:
     """What this prior and preset measured on 2 CPU cores (at the preset's steps), or None."""
-    from gsdi.presets import CPU_SECONDS, PRESETS
+    from gsdi.presets import CPU_SECONDS
 
     seconds = CPU_SECONDS.get((config.prior, config.preset, config.guidance.method))
     if seconds is None:
         return None
-    recipe = PRESETS[config.preset]  # measured at the preset's steps, refinement and polish included
-    measured = (recipe.get("steps", GenerateConfig.steps) + recipe.get("refine.steps", RefineConfig.steps)
-                + recipe.get("refine.polish_steps", RefineConfig.polish_steps))
-    seconds *= config.total_steps / measured
+    measured = make_config(config.prompt, config.preset, prior=config.prior)  # the preset as measured, all its stages
+    seconds *= config.total_steps / measured.total_steps
     took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
     return f"CPU: {config.preset} ({config.total_steps} steps) took about {took} on a 2-core AMD EPYC; ETA below"
 
